@@ -1,0 +1,1 @@
+"""medrelay: consent-checked, end-to-end encrypted exchange of health documents."""

@@ -1,0 +1,193 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from medrelay.common.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DELIVERY_STATE_UNSPECIFIED: _ClassVar[DeliveryState]
+    DELIVERY_STATE_DELIVERED: _ClassVar[DeliveryState]
+    DELIVERY_STATE_FETCHED: _ClassVar[DeliveryState]
+    DELIVERY_STATE_READ: _ClassVar[DeliveryState]
+    DELIVERY_STATE_REVOKED: _ClassVar[DeliveryState]
+DELIVERY_STATE_UNSPECIFIED: DeliveryState
+DELIVERY_STATE_DELIVERED: DeliveryState
+DELIVERY_STATE_FETCHED: DeliveryState
+DELIVERY_STATE_READ: DeliveryState
+DELIVERY_STATE_REVOKED: DeliveryState
+
+class DocumentHeader(_message.Message):
+    __slots__ = ("request_id", "practitioner_id", "patient", "recipients", "type", "specialty", "title", "content_type", "note", "size_bytes", "purpose", "data_classes")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SPECIALTY_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    DATA_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    practitioner_id: str
+    patient: _types_pb2.PatientIdentifier
+    recipients: _containers.RepeatedCompositeFieldContainer[_types_pb2.RecipientRef]
+    type: _types_pb2.Coding
+    specialty: _types_pb2.Coding
+    title: str
+    content_type: str
+    note: str
+    size_bytes: int
+    purpose: str
+    data_classes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., practitioner_id: _Optional[str] = ..., patient: _Optional[_Union[_types_pb2.PatientIdentifier, _Mapping]] = ..., recipients: _Optional[_Iterable[_Union[_types_pb2.RecipientRef, _Mapping]]] = ..., type: _Optional[_Union[_types_pb2.Coding, _Mapping]] = ..., specialty: _Optional[_Union[_types_pb2.Coding, _Mapping]] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., note: _Optional[str] = ..., size_bytes: _Optional[int] = ..., purpose: _Optional[str] = ..., data_classes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SendDocumentRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: DocumentHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[DocumentHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class Delivery(_message.Message):
+    __slots__ = ("practitioner_id", "organization_id", "state", "update_time", "forwarded_by_practitioner_id")
+    PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FORWARDED_BY_PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    practitioner_id: str
+    organization_id: str
+    state: DeliveryState
+    update_time: _timestamp_pb2.Timestamp
+    forwarded_by_practitioner_id: str
+    def __init__(self, practitioner_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., state: _Optional[_Union[DeliveryState, str]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., forwarded_by_practitioner_id: _Optional[str] = ...) -> None: ...
+
+class Document(_message.Message):
+    __slots__ = ("id", "header", "sender_organization_id", "deliveries", "create_time", "expire_time", "size_bytes", "recalled")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RECALLED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    header: DocumentHeader
+    sender_organization_id: str
+    deliveries: _containers.RepeatedCompositeFieldContainer[Delivery]
+    create_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    size_bytes: int
+    recalled: bool
+    def __init__(self, id: _Optional[str] = ..., header: _Optional[_Union[DocumentHeader, _Mapping]] = ..., sender_organization_id: _Optional[str] = ..., deliveries: _Optional[_Iterable[_Union[Delivery, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size_bytes: _Optional[int] = ..., recalled: _Optional[bool] = ...) -> None: ...
+
+class ListInboxRequest(_message.Message):
+    __slots__ = ("practitioner_id", "patient", "type", "specialty", "sent_after", "sent_before", "unread_only", "page_size", "page_token")
+    PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SPECIALTY_FIELD_NUMBER: _ClassVar[int]
+    SENT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    SENT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    UNREAD_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    practitioner_id: str
+    patient: _types_pb2.PatientIdentifier
+    type: _types_pb2.Coding
+    specialty: _types_pb2.Coding
+    sent_after: _timestamp_pb2.Timestamp
+    sent_before: _timestamp_pb2.Timestamp
+    unread_only: bool
+    page_size: int
+    page_token: str
+    def __init__(self, practitioner_id: _Optional[str] = ..., patient: _Optional[_Union[_types_pb2.PatientIdentifier, _Mapping]] = ..., type: _Optional[_Union[_types_pb2.Coding, _Mapping]] = ..., specialty: _Optional[_Union[_types_pb2.Coding, _Mapping]] = ..., sent_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sent_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unread_only: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListInboxResponse(_message.Message):
+    __slots__ = ("documents", "next_page_token")
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    documents: _containers.RepeatedCompositeFieldContainer[Document]
+    next_page_token: str
+    def __init__(self, documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class FetchDocumentRequest(_message.Message):
+    __slots__ = ("document_id", "practitioner_id", "purpose", "justification")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    JUSTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    practitioner_id: str
+    purpose: str
+    justification: str
+    def __init__(self, document_id: _Optional[str] = ..., practitioner_id: _Optional[str] = ..., purpose: _Optional[str] = ..., justification: _Optional[str] = ...) -> None: ...
+
+class FetchTrailer(_message.Message):
+    __slots__ = ("sha256", "signature_valid")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_VALID_FIELD_NUMBER: _ClassVar[int]
+    sha256: bytes
+    signature_valid: bool
+    def __init__(self, sha256: _Optional[bytes] = ..., signature_valid: _Optional[bool] = ...) -> None: ...
+
+class FetchDocumentResponse(_message.Message):
+    __slots__ = ("document", "chunk", "trailer")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    TRAILER_FIELD_NUMBER: _ClassVar[int]
+    document: Document
+    chunk: bytes
+    trailer: FetchTrailer
+    def __init__(self, document: _Optional[_Union[Document, _Mapping]] = ..., chunk: _Optional[bytes] = ..., trailer: _Optional[_Union[FetchTrailer, _Mapping]] = ...) -> None: ...
+
+class AcknowledgeDocumentRequest(_message.Message):
+    __slots__ = ("document_id", "practitioner_id")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    practitioner_id: str
+    def __init__(self, document_id: _Optional[str] = ..., practitioner_id: _Optional[str] = ...) -> None: ...
+
+class ForwardDocumentRequest(_message.Message):
+    __slots__ = ("document_id", "practitioner_id", "recipients", "note")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    practitioner_id: str
+    recipients: _containers.RepeatedCompositeFieldContainer[_types_pb2.RecipientRef]
+    note: str
+    def __init__(self, document_id: _Optional[str] = ..., practitioner_id: _Optional[str] = ..., recipients: _Optional[_Iterable[_Union[_types_pb2.RecipientRef, _Mapping]]] = ..., note: _Optional[str] = ...) -> None: ...
+
+class RecallDocumentRequest(_message.Message):
+    __slots__ = ("document_id", "practitioner_id", "reason")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    practitioner_id: str
+    reason: str
+    def __init__(self, document_id: _Optional[str] = ..., practitioner_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetDocumentRequest(_message.Message):
+    __slots__ = ("document_id", "practitioner_id")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    practitioner_id: str
+    def __init__(self, document_id: _Optional[str] = ..., practitioner_id: _Optional[str] = ...) -> None: ...

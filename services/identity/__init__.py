@@ -1,0 +1,1 @@
+"""The identity service: organisations, systems, practitioners, memberships, care teams."""
