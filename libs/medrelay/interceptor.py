@@ -1,0 +1,182 @@
+"""The one server interceptor every medrelay service runs.
+
+It does, in order, for every RPC of the service (health and reflection are left alone):
+1. takes the caller's identity from the verified client certificate, and refuses a caller in
+   another trust domain or missing from the service's access table (PERMISSION_DENIED);
+2. requires a deadline, since every outgoing call must propagate one;
+3. binds the identity for the handler (medrelay.caller);
+4. turns a MedrelayError into its status with one ErrorInfo, a database outage into
+   UNAVAILABLE, and anything unexpected into INTERNAL with a correlation id that is logged
+   with the traceback and never returned with any detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+
+from medrelay.access import AccessTable
+from medrelay.caller import set_caller
+from medrelay.common.v1.errors_pb2 import ErrorReason
+from medrelay.errors import MedrelayError, unavailable
+from medrelay.spiffe import PeerIdentity
+from medrelay.tls import peer_identity
+
+log = logging.getLogger("medrelay.rpc")
+
+_DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError)
+try:  # asyncpg's connection-level failures mean PostgreSQL is down, not a bug.
+    import asyncpg
+
+    _DEPENDENCY_ERRORS = (
+        *_DEPENDENCY_ERRORS,
+        asyncpg.exceptions.ConnectionDoesNotExistError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.ConnectionFailureError,
+        asyncpg.exceptions.TooManyConnectionsError,
+        asyncpg.exceptions.InterfaceError,
+    )
+except ImportError:  # pragma: no cover - asyncpg is a dependency
+    pass
+
+
+def _rpc_name(full_method: str) -> str:
+    return full_method.rsplit("/", 1)[-1]
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Authentication, authorisation, deadlines and error mapping for one service."""
+
+    def __init__(self, table: AccessTable, *, domain: str, trust_domain: str) -> None:
+        self._table = table
+        self._domain = domain
+        self._trust_domain = trust_domain
+        self._prefix = f"/{table.service_full_name}/"
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or not method.startswith(self._prefix):
+            return handler
+        return _wrap(handler, self, _rpc_name(method))
+
+    async def admit(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        """Refuse the call unless a known identity from our trust domain may make it."""
+        identity = peer_identity(context)
+        if identity is None or identity.trust_domain != self._trust_domain:
+            await self._abort(context, _not_allowed(method, "caller identity not recognised"))
+            return
+        if not self._table.allows(method, identity):
+            log.info("caller refused", extra={"rpc": method, "caller": identity.uri})
+            await self._abort(context, _not_allowed(method, "caller may not call this RPC"))
+            return
+        if context.time_remaining() is None:
+            await self._abort(
+                context,
+                MedrelayError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    ErrorReason.ERROR_REASON_DEADLINE_REQUIRED,
+                    "every call to medrelay must carry a deadline",
+                ),
+            )
+        set_caller(identity)
+
+    async def fail(self, method: str, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        """Abort the call with the status that `exc` stands for."""
+        if isinstance(exc, MedrelayError):
+            await self._abort(context, exc)
+        elif isinstance(exc, _DEPENDENCY_ERRORS):
+            log.warning(
+                "dependency unavailable", extra={"rpc": method, "error": type(exc).__name__}
+            )
+            await self._abort(context, unavailable("database"))
+        else:
+            correlation_id = uuid.uuid4().hex
+            log.exception(
+                "unexpected error", extra={"rpc": method, "correlation_id": correlation_id}
+            )
+            await self._abort(
+                context,
+                MedrelayError(
+                    grpc.StatusCode.INTERNAL,
+                    ErrorReason.ERROR_REASON_INTERNAL,
+                    f"internal error; quote correlation id {correlation_id}",
+                    {"correlation_id": correlation_id},
+                ),
+            )
+
+    async def _abort(self, context: grpc.aio.ServicerContext, error: MedrelayError) -> None:
+        status = rpc_status.to_status(error.to_status(self._domain))
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _not_allowed(method: str, message: str) -> MedrelayError:
+    return MedrelayError(
+        grpc.StatusCode.PERMISSION_DENIED,
+        ErrorReason.ERROR_REASON_CALLER_NOT_ALLOWED,
+        message,
+        {"method": method},
+    )
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # context.abort raises AbortError; it must pass through untouched.
+    return isinstance(exc, grpc.aio.AbortError | asyncio.CancelledError)
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler, guard: ServiceInterceptor, method: str
+) -> grpc.RpcMethodHandler:
+    """Rebuild the handler with its behaviour run inside admit/fail."""
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await guard.admit(method, context)
+        try:
+            return await behaviour(request, context)
+        except Exception as exc:
+            if _is_abort(exc):
+                raise
+            await guard.fail(method, context, exc)
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await guard.admit(method, context)
+        try:
+            async for response in behaviour(request, context):
+                yield response
+        except Exception as exc:
+            if _is_abort(exc):
+                raise
+            await guard.fail(method, context, exc)
+
+    if handler.unary_unary:
+        behaviour = handler.unary_unary
+        return grpc.unary_unary_rpc_method_handler(
+            unary, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        behaviour = handler.stream_unary
+        return grpc.stream_unary_rpc_method_handler(
+            unary, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        behaviour = handler.unary_stream
+        return grpc.unary_stream_rpc_method_handler(
+            streaming, handler.request_deserializer, handler.response_serializer
+        )
+    behaviour = handler.stream_stream
+    return grpc.stream_stream_rpc_method_handler(
+        streaming, handler.request_deserializer, handler.response_serializer
+    )
+
+
+__all__ = ["PeerIdentity", "ServiceInterceptor"]

@@ -1,0 +1,208 @@
+"""One settings object per process, read from MEDRELAY_* environment variables.
+
+Every field says which variable sets it and why it exists. Values are validated when the
+process starts; a wrong value stops it with a message naming the variable, so an operator
+never chases a misconfiguration through a stack trace at the first request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+SERVICES = ("identity", "consent", "keys", "exchange")
+DEFAULT_PORTS = {"identity": 7101, "consent": 7102, "keys": 7103, "exchange": 7104}
+
+_TRUST_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+def _env(name: str, doc: str, parse: Callable[[str], Any] = str, **kwargs: Any) -> Any:
+    return field(metadata={"env": name, "doc": doc, "parse": parse}, **kwargs)
+
+
+def _address(value: str) -> str:
+    match = _ADDRESS.match(value)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise ValueError("expected host:port with a port from 1 to 65535")
+    return value
+
+
+def _trust_domain(value: str) -> str:
+    if not _TRUST_DOMAIN.match(value):
+        raise ValueError("expected a lowercase DNS-like name, e.g. medrelay.local")
+    return value
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) <= 0:
+        raise ValueError("expected a positive whole number")
+    number = int(value)
+    if number <= 0:
+        raise ValueError("expected a positive whole number")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a positive number") from None
+    if not number > 0 or number == float("inf"):
+        raise ValueError("expected a positive number")
+    return number
+
+
+def _log_level(value: str) -> str:
+    upper = value.upper()
+    if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+    return upper
+
+
+def _log_format(value: str) -> str:
+    if value not in {"json", "console"}:
+        raise ValueError("expected json or console")
+    return value
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What one service process needs to start."""
+
+    service: str = _env("MEDRELAY_SERVICE", "Which service this process runs.")
+    database_url: str = _env(
+        "MEDRELAY_DATABASE_URL",
+        "PostgreSQL URL; each service uses its own schema in it.",
+        default="",
+    )
+    listen_address: str = _env(
+        "MEDRELAY_LISTEN_ADDRESS",
+        "host:port to serve gRPC on; defaults to 127.0.0.1 and the service's port.",
+        _address,
+        default="",
+    )
+    trust_domain: str = _env(
+        "MEDRELAY_TRUST_DOMAIN",
+        "The SPIFFE trust domain of every identity this deployment accepts.",
+        _trust_domain,
+        default="medrelay.local",
+    )
+    pki_dir: Path = _env(
+        "MEDRELAY_PKI_DIR",
+        "Folder of the PKI (ca.pem, service/<name>.pem/.key), as `medrelay pki init` writes.",
+        Path,
+        default=Path(".medrelay/pki"),
+    )
+    tls_cert: Path | None = _env(
+        "MEDRELAY_TLS_CERT",
+        "This service's certificate (overrides the PKI folder).",
+        Path,
+        default=None,
+    )
+    tls_key: Path | None = _env(
+        "MEDRELAY_TLS_KEY",
+        "This service's private key (overrides the PKI folder).",
+        Path,
+        default=None,
+    )
+    tls_ca: Path | None = _env(
+        "MEDRELAY_TLS_CA",
+        "The CA bundle peers are verified against (overrides).",
+        Path,
+        default=None,
+    )
+    blind_index_key_file: Path = _env(
+        "MEDRELAY_BLIND_INDEX_KEY_FILE",
+        "32-byte key for patient blind indexes, shared by the services of a deployment.",
+        Path,
+        default=Path(".medrelay/blind-index.key"),
+    )
+    db_pool_size: int = _env(
+        "MEDRELAY_DB_POOL_SIZE",
+        "Largest number of PostgreSQL connections.",
+        _positive_int,
+        default=10,
+    )
+    shutdown_grace_seconds: float = _env(
+        "MEDRELAY_SHUTDOWN_GRACE_SECONDS",
+        "How long in-flight calls may finish after SIGTERM.",
+        _positive_float,
+        default=10.0,
+    )
+    log_level: str = _env("MEDRELAY_LOG_LEVEL", "Log level.", _log_level, default="INFO")
+    log_format: str = _env(
+        "MEDRELAY_LOG_FORMAT",
+        "json (one object a line) or console.",
+        _log_format,
+        default="json",
+    )
+    otlp_endpoint: str = _env(
+        "MEDRELAY_OTLP_ENDPOINT",
+        "OpenTelemetry collector (gRPC OTLP); traces and metrics are exported when set.",
+        default="",
+    )
+
+    def __post_init__(self) -> None:
+        if self.service not in SERVICES:
+            raise SettingsError(f"MEDRELAY_SERVICE: expected one of {', '.join(SERVICES)}")
+        if not self.database_url:
+            raise SettingsError("MEDRELAY_DATABASE_URL: required (a postgresql:// URL)")
+        if not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise SettingsError("MEDRELAY_DATABASE_URL: expected a postgresql:// URL")
+        if not self.listen_address:
+            object.__setattr__(self, "listen_address", f"127.0.0.1:{DEFAULT_PORTS[self.service]}")
+        given = [self.tls_cert, self.tls_key, self.tls_ca]
+        if any(given) and not all(given):
+            raise SettingsError(
+                "MEDRELAY_TLS_CERT: MEDRELAY_TLS_CERT, MEDRELAY_TLS_KEY and MEDRELAY_TLS_CA "
+                "go together"
+            )
+
+    def peer_address(self, service: str, env: Mapping[str, str] | None = None) -> str:
+        """Where another service listens: MEDRELAY_<SERVICE>_ADDRESS or its local default."""
+        source = os.environ if env is None else env
+        variable = f"MEDRELAY_{service.upper()}_ADDRESS"
+        value = source.get(variable, f"127.0.0.1:{DEFAULT_PORTS[service]}")
+        try:
+            return _address(value)
+        except ValueError as exc:
+            raise SettingsError(f"{variable}: {exc}") from None
+
+
+T = TypeVar("T")
+
+
+def load(cls: type[T], env: Mapping[str, str] | None = None, **overrides: Any) -> T:
+    """Build `cls` from the environment; raises SettingsError naming the bad variable."""
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for spec in fields(cls):  # type: ignore[arg-type]
+        name = spec.metadata["env"]
+        if spec.name in overrides:
+            values[spec.name] = overrides[spec.name]
+            continue
+        raw = source.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[spec.name] = spec.metadata["parse"](raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {exc}") from None
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise SettingsError(f"missing setting: {exc}") from None
+
+
+def describe(cls: type[Any]) -> list[tuple[str, str]]:
+    """(variable, doc) for every setting: the README's table and `--help` come from here."""
+    return [(f.metadata["env"], f.metadata["doc"]) for f in fields(cls)]

@@ -1,0 +1,144 @@
+"""`medrelay`: the single command-line entry point.
+
+`serve` runs one service (the container's command), `migrate` applies migrations,
+`pki init` writes a dev PKI, `audit verify` checks the ledgers, `dev` runs the local stack.
+Errors are one line that says what to do; a wrong setting names its variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from pathlib import Path
+from typing import Annotated
+
+import asyncpg
+import typer
+
+from medrelay import audit, db
+from medrelay.settings import SERVICES, ServiceSettings, SettingsError, load
+
+app = typer.Typer(
+    help="medrelay: consent-checked, end-to-end encrypted exchange of health documents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+pki_app = typer.Typer(help="The development PKI.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit ledgers.", no_args_is_help=True)
+app.add_typer(pki_app, name="pki")
+app.add_typer(audit_app, name="audit")
+
+DEFAULT_HOME = Path(".medrelay")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"medrelay: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _service_names(service: str) -> list[str]:
+    if service == "all":
+        from medrelay.services.devstack import available_services
+
+        return available_services()
+    if service not in SERVICES:
+        raise _fail(f"unknown service '{service}'; expected one of {', '.join(SERVICES)} or all")
+    return [service]
+
+
+def _database_url(value: str | None) -> str:
+    import os
+
+    url = value or os.environ.get("MEDRELAY_DATABASE_URL", "")
+    if not url:
+        raise _fail("MEDRELAY_DATABASE_URL: required (or pass --database-url)")
+    return url
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="identity, consent, keys or exchange")]) -> None:
+    """Run one service until SIGTERM (the container's command)."""
+    if service not in SERVICES:
+        raise _fail(f"unknown service '{service}'; expected one of {', '.join(SERVICES)}")
+    try:
+        settings = load(ServiceSettings, service=service)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        module = importlib.import_module(f"medrelay.services.{service}.__main__")
+    except ModuleNotFoundError:
+        raise _fail(f"the {service} service is not implemented in this release") from None
+    from medrelay.runtime import run_service
+
+    asyncio.run(run_service(settings, module.build))
+
+
+@app.command()
+def migrate(
+    service: Annotated[str, typer.Option(help="A service, or all")] = "all",
+    database_url: Annotated[str | None, typer.Option(help="Default: MEDRELAY_DATABASE_URL")] = None,
+) -> None:
+    """Apply pending migrations (idempotent; also done by each service at start)."""
+    url = _database_url(database_url)
+    for name in _service_names(service):
+        try:
+            applied = asyncio.run(db.migrate(url, name, ["medrelay", f"medrelay.services.{name}"]))
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _fail(f"cannot migrate {name}: {type(exc).__name__}: {exc}") from None
+        typer.echo(f"{name}: {len(applied)} migration(s) applied" + (
+            f" ({', '.join(applied)})" if applied else ""))
+
+
+@pki_app.command("init")
+def pki_init(
+    home: Annotated[Path, typer.Option(help="Data folder; the PKI goes in <home>/pki")] = DEFAULT_HOME,
+    trust_domain: Annotated[str, typer.Option(help="SPIFFE trust domain")] = "medrelay.local",
+) -> None:
+    """Write a complete dev PKI: every service, an admin, the systems of the demo organisations."""
+    from medrelay.services.devstack import init_pki
+
+    try:
+        pki = init_pki(home, trust_domain)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"dev PKI ready in {home / 'pki'} (CA: {pki.ca_path})")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    service: Annotated[str, typer.Option(help="A service, or all")] = "all",
+    database_url: Annotated[str | None, typer.Option(help="Default: MEDRELAY_DATABASE_URL")] = None,
+) -> None:
+    """Recompute each ledger's hash chain; exit 1 at the first broken link."""
+    url = _database_url(database_url)
+    broken = False
+    for name in _service_names(service):
+        report = asyncio.run(_verify(url, name))
+        typer.echo(f"{name}: {report.summary()}")
+        broken = broken or not report.ok
+    if broken:
+        raise typer.Exit(1)
+
+
+async def _verify(url: str, schema: str) -> audit.VerifyReport:
+    conn = await asyncpg.connect(url, server_settings={"search_path": schema})
+    try:
+        return await audit.verify(conn, schema=schema)
+    finally:
+        await conn.close()
+
+
+@app.command()
+def dev(
+    home: Annotated[Path, typer.Option(help="Data folder (PostgreSQL, PKI, logs)")] = DEFAULT_HOME,
+) -> None:
+    """Run the whole local stack until Ctrl-C; data is kept in the home folder."""
+    from medrelay.services.devstack import run
+
+    run(home)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

