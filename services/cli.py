@@ -132,13 +132,20 @@ async def _verify(url: str, schema: str) -> audit.VerifyReport:
 @app.command()
 def dev(
     home: Annotated[Path, typer.Option(help="Data folder (PostgreSQL, PKI, logs)")] = DEFAULT_HOME,
+    base_port: Annotated[
+        int, typer.Option(min=1024, max=65000, help="identity listens on base+1, consent base+2...")
+    ] = 7100,
 ) -> None:
     """Run the whole local stack until Ctrl-C; data is kept in the home folder."""
     from medrelay.services.devstack import run
 
-    run(home)
+    run(home.resolve(), base_port)
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

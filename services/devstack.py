@@ -34,10 +34,14 @@ START_TIMEOUT_SECONDS = 30.0
 
 def available_services() -> list[str]:
     """The services implemented so far (a service package with a composition root)."""
-    return [
-        name for name in SERVICES
-        if importlib.util.find_spec(f"medrelay.services.{name}.__main__") is not None
-    ]
+    return [name for name in SERVICES if _has_composition_root(name)]
+
+
+def _has_composition_root(service: str) -> bool:
+    try:
+        return importlib.util.find_spec(f"medrelay.services.{service}.__main__") is not None
+    except ModuleNotFoundError:  # the service's package does not exist yet
+        return False
 
 
 def init_pki(home: Path, trust_domain: str) -> DevPki:
@@ -153,9 +157,15 @@ async def wait_healthy(
             await asyncio.sleep(0.1)
 
 
-def run(home: Path) -> None:
+def ports_from(base_port: int) -> dict[str, int]:
+    """Service ports counted from a base (identity = base + 1, consent = base + 2, ...)."""
+    return {name: base_port + offset for name, offset in
+            zip(SERVICES, range(1, len(SERVICES) + 1), strict=True)}
+
+
+def run(home: Path, base_port: int = 7100) -> None:
     """Start the stack, print where things are, wait for Ctrl-C, stop everything."""
-    stack = DevStack(home)
+    stack = DevStack(home, ports=ports_from(base_port))
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from medrelay.spiffe import PeerIdentity
+
 SERVICES = ("identity", "consent", "keys", "exchange")
 DEFAULT_PORTS = {"identity": 7101, "consent": 7102, "keys": 7103, "exchange": 7104}
 
-_TRUST_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
 
@@ -37,8 +38,11 @@ def _address(value: str) -> str:
 
 
 def _trust_domain(value: str) -> str:
-    if not _TRUST_DOMAIN.match(value):
-        raise ValueError("expected a lowercase DNS-like name, e.g. medrelay.local")
+    # The same rule PeerIdentity applies, so a trust domain accepted here is usable there.
+    try:
+        PeerIdentity.service(value, "settings-check")
+    except ValueError:
+        raise ValueError("expected a lowercase DNS-like name, e.g. medrelay.local") from None
     return value
 
 

@@ -104,7 +104,7 @@ def page_token(value: str, field: str = "page_token") -> str:
     if len(value) > MAX_PAGE_TOKEN_CHARS:
         raise invalid_field(field, "is not a token this service issued")
     try:
-        return base64.urlsafe_b64decode(value.encode("ascii")).decode()
+        return base64.b64decode(value.encode("ascii"), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeError):
         raise invalid_field(field, "is not a token this service issued") from None
 

@@ -1,0 +1,174 @@
+"""`make bench`: JSON lines, each figure beside the floor measured in the same run.
+
+Identity's Authorize over mutual TLS, with 1 and 32 concurrent callers, against the floor:
+an empty RPC on the same kind of server (bench/floor_server.py). Servers run as their own
+processes; the load runs here. Each figure is the median of several bounded runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.floor_server import METHOD
+from bench.load import LoadResult, median_result, run_load
+from medrelay import tls
+from medrelay.common.v1 import types_pb2
+from medrelay.embedded_pg import EmbeddedPostgres
+from medrelay.identity.v1 import identity_service_pb2 as pb
+from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
+from medrelay.pki import DevPki, init_dev_pki
+from medrelay.spiffe import PeerIdentity
+
+TRUST_DOMAIN = "medrelay.bench"
+TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_healthy(target: str, pki: DevPki) -> None:
+    admin = pki.paths(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
+    async with tls.secure_channel(target, admin) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if (await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == 1:
+                    return
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.1)
+        raise TimeoutError(target)
+
+
+async def seed(target: str, pki: DevPki) -> str:
+    """An organisation with a system, and a verified member practitioner."""
+    admin = pki.paths(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
+    async with tls.secure_channel(target, admin) as channel:
+        stub = pb_grpc.IdentityServiceStub(channel)
+        await stub.CreateOrganization(pb.CreateOrganizationRequest(
+            organization_id="org-a", organization=pb.Organization(display_name="A", active=True)),
+            timeout=TIMEOUT)
+        await stub.CreateSystem(pb.CreateSystemRequest(
+            organization_id="org-a", system_id="ehr",
+            system=pb.System(display_name="EHR", active=True)), timeout=TIMEOUT)
+        await stub.CreatePractitioner(pb.CreatePractitionerRequest(
+            practitioner_id="dr-bench", practitioner=pb.Practitioner(
+                family_name="Bench", given_name="Dr", active=True,
+                licence=pb.Licence(registry="urn:oid:1.2.250.1.71.4.2.1", number="1"))),
+            timeout=TIMEOUT)
+        await stub.VerifyLicence(pb.VerifyLicenceRequest(
+            practitioner_id="dr-bench", status=pb.LICENCE_STATUS_VERIFIED), timeout=TIMEOUT)
+        await stub.CreateMembership(pb.CreateMembershipRequest(membership=pb.Membership(
+            practitioner_id="dr-bench", organization_id="org-a",
+            role=types_pb2.Coding(system="http://snomed.info/sct", code="309343006"))),
+            timeout=TIMEOUT)
+    return "dr-bench"
+
+
+async def measure(call_factory, callers: int, seconds: float, repeats: int) -> LoadResult:
+    results = [await run_load(call_factory, callers, seconds) for _ in range(repeats)]
+    return median_result(results)
+
+
+def line(name: str, result: LoadResult, floor: LoadResult, targets: dict[str, float]) -> dict:
+    ratio = result.calls_per_s / floor.calls_per_s
+    return {
+        "bench": name,
+        "callers": result.callers,
+        "calls_per_s": round(result.calls_per_s, 1),
+        "p50_ms": round(result.p50_ms, 3),
+        "p99_ms": round(result.p99_ms, 3),
+        "errors": result.errors,
+        "floor": "empty RPC, same server kind, mutual TLS",
+        "floor_calls_per_s": round(floor.calls_per_s, 1),
+        "floor_p50_ms": round(floor.p50_ms, 3),
+        "floor_p99_ms": round(floor.p99_ms, 3),
+        "ratio_to_floor": round(ratio, 3),
+        "target": targets,
+        "target_met": ratio >= targets["min_ratio"] and result.p99_ms < targets["max_p99_ms"],
+    }
+
+
+async def bench_identity(work: Path, seconds: float, repeats: int) -> list[dict]:
+    pki = init_dev_pki(work / "pki", TRUST_DOMAIN, services=["identity"], admins=["admin"],
+                       systems={"org-a": ["ehr"]})
+    (work / "bi.key").write_bytes(os.urandom(32))
+    postgres = EmbeddedPostgres(work / "pg")
+    dsn = postgres.start()
+    identity_port, floor_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDRELAY_")}
+    env.update(MEDRELAY_DATABASE_URL=dsn, MEDRELAY_LISTEN_ADDRESS=f"127.0.0.1:{identity_port}",
+               MEDRELAY_PKI_DIR=str(work / "pki"), MEDRELAY_TRUST_DOMAIN=TRUST_DOMAIN,
+               MEDRELAY_BLIND_INDEX_KEY_FILE=str(work / "bi.key"), MEDRELAY_LOG_LEVEL="WARNING")
+    servers = [
+        subprocess.Popen([sys.executable, "-m", "medrelay.services.identity"], env=env),
+        subprocess.Popen([sys.executable, "-m", "bench.floor_server", str(work / "pki"),
+                          TRUST_DOMAIN, f"127.0.0.1:{floor_port}"], env=env),
+    ]
+    lines = []
+    try:
+        identity_target, floor_target = f"127.0.0.1:{identity_port}", f"127.0.0.1:{floor_port}"
+        await wait_healthy(identity_target, pki)
+        await wait_healthy(floor_target, pki)
+        practitioner = await seed(identity_target, pki)
+        system = pki.paths(PeerIdentity.system(TRUST_DOMAIN, "org-a", "ehr"))
+        async with tls.secure_channel(identity_target, system) as identity_channel, \
+                tls.secure_channel(floor_target, system) as floor_channel:
+            stub = pb_grpc.IdentityServiceStub(identity_channel)
+            empty = floor_channel.unary_unary(METHOD, lambda b: b, lambda b: b)
+            request = pb.AuthorizeRequest(practitioner_id=practitioner)
+            await stub.Authorize(request, timeout=TIMEOUT)  # must be permitted
+
+            async def authorize() -> object:
+                return await stub.Authorize(request, timeout=TIMEOUT)
+
+            async def floor() -> object:
+                return await empty(b"", timeout=TIMEOUT)
+
+            await run_load(authorize, 8, 1.0)  # warm-up: connections, statement cache
+            await run_load(floor, 8, 1.0)
+            for callers in (1, 32):
+                floor_result = await measure(floor, callers, seconds, repeats)
+                result = await measure(authorize, callers, seconds, repeats)
+                lines.append(line("identity.Authorize", result, floor_result,
+                                  {"min_ratio": 0.5, "max_p99_ms": 10.0}))
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=20)
+        postgres.stop()
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of one run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="medrelay-bench-"))
+    try:
+        for entry in asyncio.run(bench_identity(work, args.seconds, args.repeats)):
+            print(json.dumps(entry), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
