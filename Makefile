@@ -8,8 +8,10 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
-	@$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@echo "installing medrelay and its dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@{ $(PY) -m pip install --disable-pip-version-check --upgrade "pip>=24" && \
+	   $(PY) -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev]'; \
+	 } > $(VENV)/install.log 2>&1 || { tail -40 $(VENV)/install.log; exit 1; }
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)

@@ -61,23 +61,46 @@ async def seed(target: str, pki: DevPki) -> str:
     admin = pki.paths(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
     async with tls.secure_channel(target, admin) as channel:
         stub = pb_grpc.IdentityServiceStub(channel)
-        await stub.CreateOrganization(pb.CreateOrganizationRequest(
-            organization_id="org-a", organization=pb.Organization(display_name="A", active=True)),
-            timeout=TIMEOUT)
-        await stub.CreateSystem(pb.CreateSystemRequest(
-            organization_id="org-a", system_id="ehr",
-            system=pb.System(display_name="EHR", active=True)), timeout=TIMEOUT)
-        await stub.CreatePractitioner(pb.CreatePractitionerRequest(
-            practitioner_id="dr-bench", practitioner=pb.Practitioner(
-                family_name="Bench", given_name="Dr", active=True,
-                licence=pb.Licence(registry="urn:oid:1.2.250.1.71.4.2.1", number="1"))),
-            timeout=TIMEOUT)
-        await stub.VerifyLicence(pb.VerifyLicenceRequest(
-            practitioner_id="dr-bench", status=pb.LICENCE_STATUS_VERIFIED), timeout=TIMEOUT)
-        await stub.CreateMembership(pb.CreateMembershipRequest(membership=pb.Membership(
-            practitioner_id="dr-bench", organization_id="org-a",
-            role=types_pb2.Coding(system="http://snomed.info/sct", code="309343006"))),
-            timeout=TIMEOUT)
+        await stub.CreateOrganization(
+            pb.CreateOrganizationRequest(
+                organization_id="org-a", organization=pb.Organization(display_name="A", active=True)
+            ),
+            timeout=TIMEOUT,
+        )
+        await stub.CreateSystem(
+            pb.CreateSystemRequest(
+                organization_id="org-a",
+                system_id="ehr",
+                system=pb.System(display_name="EHR", active=True),
+            ),
+            timeout=TIMEOUT,
+        )
+        await stub.CreatePractitioner(
+            pb.CreatePractitionerRequest(
+                practitioner_id="dr-bench",
+                practitioner=pb.Practitioner(
+                    family_name="Bench",
+                    given_name="Dr",
+                    active=True,
+                    licence=pb.Licence(registry="urn:oid:1.2.250.1.71.4.2.1", number="1"),
+                ),
+            ),
+            timeout=TIMEOUT,
+        )
+        await stub.VerifyLicence(
+            pb.VerifyLicenceRequest(practitioner_id="dr-bench", status=pb.LICENCE_STATUS_VERIFIED),
+            timeout=TIMEOUT,
+        )
+        await stub.CreateMembership(
+            pb.CreateMembershipRequest(
+                membership=pb.Membership(
+                    practitioner_id="dr-bench",
+                    organization_id="org-a",
+                    role=types_pb2.Coding(system="http://snomed.info/sct", code="309343006"),
+                )
+            ),
+            timeout=TIMEOUT,
+        )
     return "dr-bench"
 
 
@@ -106,20 +129,40 @@ def line(name: str, result: LoadResult, floor: LoadResult, targets: dict[str, fl
 
 
 async def bench_identity(work: Path, seconds: float, repeats: int) -> list[dict]:
-    pki = init_dev_pki(work / "pki", TRUST_DOMAIN, services=["identity"], admins=["admin"],
-                       systems={"org-a": ["ehr"]})
+    pki = init_dev_pki(
+        work / "pki",
+        TRUST_DOMAIN,
+        services=["identity"],
+        admins=["admin"],
+        systems={"org-a": ["ehr"]},
+    )
     (work / "bi.key").write_bytes(os.urandom(32))
     postgres = EmbeddedPostgres(work / "pg")
     dsn = postgres.start()
     identity_port, floor_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDRELAY_")}
-    env.update(MEDRELAY_DATABASE_URL=dsn, MEDRELAY_LISTEN_ADDRESS=f"127.0.0.1:{identity_port}",
-               MEDRELAY_PKI_DIR=str(work / "pki"), MEDRELAY_TRUST_DOMAIN=TRUST_DOMAIN,
-               MEDRELAY_BLIND_INDEX_KEY_FILE=str(work / "bi.key"), MEDRELAY_LOG_LEVEL="WARNING")
+    env.update(
+        MEDRELAY_DATABASE_URL=dsn,
+        MEDRELAY_LISTEN_ADDRESS=f"127.0.0.1:{identity_port}",
+        MEDRELAY_PKI_DIR=str(work / "pki"),
+        MEDRELAY_TRUST_DOMAIN=TRUST_DOMAIN,
+        MEDRELAY_BLIND_INDEX_KEY_FILE=str(work / "bi.key"),
+        MEDRELAY_LOG_LEVEL="WARNING",
+    )
     servers = [
-        subprocess.Popen([sys.executable, "-m", "medrelay.services.identity"], env=env),
-        subprocess.Popen([sys.executable, "-m", "bench.floor_server", str(work / "pki"),
-                          TRUST_DOMAIN, f"127.0.0.1:{floor_port}"], env=env),
+        # Long-lived servers started once; Popen returns at once, nothing awaits them here.
+        subprocess.Popen([sys.executable, "-m", "medrelay.services.identity"], env=env),  # noqa: ASYNC220
+        subprocess.Popen(  # noqa: ASYNC220
+            [
+                sys.executable,
+                "-m",
+                "bench.floor_server",
+                str(work / "pki"),
+                TRUST_DOMAIN,
+                f"127.0.0.1:{floor_port}",
+            ],
+            env=env,
+        ),
     ]
     lines = []
     try:
@@ -128,8 +171,10 @@ async def bench_identity(work: Path, seconds: float, repeats: int) -> list[dict]
         await wait_healthy(floor_target, pki)
         practitioner = await seed(identity_target, pki)
         system = pki.paths(PeerIdentity.system(TRUST_DOMAIN, "org-a", "ehr"))
-        async with tls.secure_channel(identity_target, system) as identity_channel, \
-                tls.secure_channel(floor_target, system) as floor_channel:
+        async with (
+            tls.secure_channel(identity_target, system) as identity_channel,
+            tls.secure_channel(floor_target, system) as floor_channel,
+        ):
             stub = pb_grpc.IdentityServiceStub(identity_channel)
             empty = floor_channel.unary_unary(METHOD, lambda b: b, lambda b: b)
             request = pb.AuthorizeRequest(practitioner_id=practitioner)
@@ -146,8 +191,14 @@ async def bench_identity(work: Path, seconds: float, repeats: int) -> list[dict]
             for callers in (1, 32):
                 floor_result = await measure(floor, callers, seconds, repeats)
                 result = await measure(authorize, callers, seconds, repeats)
-                lines.append(line("identity.Authorize", result, floor_result,
-                                  {"min_ratio": 0.5, "max_p99_ms": 10.0}))
+                lines.append(
+                    line(
+                        "identity.Authorize",
+                        result,
+                        floor_result,
+                        {"min_ratio": 0.5, "max_p99_ms": 10.0},
+                    )
+                )
     finally:
         for server in servers:
             server.terminate()

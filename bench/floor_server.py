@@ -44,8 +44,9 @@ async def main(pki_dir: Path, trust_domain: str, address: str) -> None:
     """Serve the floor until SIGTERM."""
     pki = DevPki.load(pki_dir, trust_domain)
     paths = pki.paths(PeerIdentity.service(trust_domain, "identity"))
-    running = await create_server(definition(), address, tls.server_credentials(paths),
-                                  trust_domain=trust_domain)
+    running = await create_server(
+        definition(), address, tls.server_credentials(paths), trust_domain=trust_domain
+    )
     await serve_until_signalled(running, 1.0)
 
 

@@ -39,7 +39,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _service_names(service: str) -> list[str]:
     if service == "all":
-        from medrelay.services.devstack import available_services
+        from .devstack import available_services
 
         return available_services()
     if service not in SERVICES:
@@ -57,7 +57,9 @@ def _database_url(value: str | None) -> str:
 
 
 @app.command()
-def serve(service: Annotated[str, typer.Argument(help="identity, consent, keys or exchange")]) -> None:
+def serve(
+    service: Annotated[str, typer.Argument(help="identity, consent, keys or exchange")],
+) -> None:
     """Run one service until SIGTERM (the container's command)."""
     if service not in SERVICES:
         raise _fail(f"unknown service '{service}'; expected one of {', '.join(SERVICES)}")
@@ -86,17 +88,21 @@ def migrate(
             applied = asyncio.run(db.migrate(url, name, ["medrelay", f"medrelay.services.{name}"]))
         except (OSError, asyncpg.PostgresError) as exc:
             raise _fail(f"cannot migrate {name}: {type(exc).__name__}: {exc}") from None
-        typer.echo(f"{name}: {len(applied)} migration(s) applied" + (
-            f" ({', '.join(applied)})" if applied else ""))
+        typer.echo(
+            f"{name}: {len(applied)} migration(s) applied"
+            + (f" ({', '.join(applied)})" if applied else "")
+        )
 
 
 @pki_app.command("init")
 def pki_init(
-    home: Annotated[Path, typer.Option(help="Data folder; the PKI goes in <home>/pki")] = DEFAULT_HOME,
+    home: Annotated[
+        Path, typer.Option(help="Data folder; the PKI goes in <home>/pki")
+    ] = DEFAULT_HOME,
     trust_domain: Annotated[str, typer.Option(help="SPIFFE trust domain")] = "medrelay.local",
 ) -> None:
     """Write a complete dev PKI: every service, an admin, the systems of the demo organisations."""
-    from medrelay.services.devstack import init_pki
+    from .devstack import init_pki
 
     try:
         pki = init_pki(home, trust_domain)
@@ -137,7 +143,7 @@ def dev(
     ] = 7100,
 ) -> None:
     """Run the whole local stack until Ctrl-C; data is kept in the home folder."""
-    from medrelay.services.devstack import run
+    from .devstack import run
 
     run(home.resolve(), base_port)
 

@@ -101,9 +101,9 @@ class DevStack:
         self.start_database()
         services = available_services()
         for service in services:
-            asyncio.run(db.migrate(self.database_url, service, [
-                "medrelay", f"medrelay.services.{service}"
-            ]))
+            asyncio.run(
+                db.migrate(self.database_url, service, ["medrelay", f"medrelay.services.{service}"])
+            )
         log_dir = self.home / "logs"
         log_dir.mkdir(exist_ok=True)
         for service in services:
@@ -117,8 +117,9 @@ class DevStack:
                 )
         admin = pki.paths(PeerIdentity.admin(self.trust_domain, ADMINS[0]))
         for service in services:
-            asyncio.run(wait_healthy(f"127.0.0.1:{self.ports[service]}", admin,
-                                     self.processes[service]))
+            asyncio.run(
+                wait_healthy(f"127.0.0.1:{self.ports[service]}", admin, self.processes[service])
+            )
 
     def stop(self) -> None:
         """SIGTERM every service, wait for them, then stop PostgreSQL."""
@@ -159,8 +160,10 @@ async def wait_healthy(
 
 def ports_from(base_port: int) -> dict[str, int]:
     """Service ports counted from a base (identity = base + 1, consent = base + 2, ...)."""
-    return {name: base_port + offset for name, offset in
-            zip(SERVICES, range(1, len(SERVICES) + 1), strict=True)}
+    return {
+        name: base_port + offset
+        for name, offset in zip(SERVICES, range(1, len(SERVICES) + 1), strict=True)
+    }
 
 
 def run(home: Path, base_port: int = 7100) -> None:

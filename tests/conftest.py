@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
 from medrelay.db import quote_ident
 from medrelay.embedded_pg import EmbeddedPostgres
 

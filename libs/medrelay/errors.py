@@ -26,7 +26,7 @@ class MedrelayError(Exception):
     """A refusal or fault that a caller can act on."""
 
     code: grpc.StatusCode
-    reason: ErrorReason.ValueType
+    reason: ErrorReason
     message: str
     metadata: Mapping[str, str] = field(default_factory=dict)
 
@@ -36,7 +36,8 @@ class MedrelayError(Exception):
     @property
     def reason_name(self) -> str:
         """The stable reason string, e.g. ``ERROR_REASON_MEMBERSHIP_EXPIRED``."""
-        return ErrorReason.Name(self.reason)
+        name: str = ErrorReason.Name(self.reason)
+        return name
 
     def to_status(self, domain: str) -> status_pb2.Status:
         """The google.rpc.Status with exactly one ErrorInfo, as AIP-193 asks."""
@@ -78,7 +79,7 @@ def already_exists(resource_type: str) -> MedrelayError:
     )
 
 
-def permission_denied(reason: ErrorReason.ValueType, message: str) -> MedrelayError:
+def permission_denied(reason: ErrorReason, message: str) -> MedrelayError:
     """PERMISSION_DENIED with the rule that refused."""
     return MedrelayError(grpc.StatusCode.PERMISSION_DENIED, reason, message)
 

@@ -50,7 +50,7 @@ def _rpc_name(full_method: str) -> str:
     return full_method.rsplit("/", 1)[-1]
 
 
-class ServiceInterceptor(grpc.aio.ServerInterceptor):
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
     """Authentication, authorisation, deadlines and error mapping for one service."""
 
     def __init__(self, table: AccessTable, *, domain: str, trust_domain: str) -> None:

@@ -118,7 +118,7 @@ def timestamp(value: Timestamp, field: str) -> datetime:
     if not 0 <= value.nanos < 1_000_000_000:
         raise invalid_field(field, "has out-of-range nanos")
     try:
-        when = value.ToDatetime(tzinfo=UTC)
+        when: datetime = value.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise invalid_field(field, "is out of range") from None
     if not _MIN_TIME <= when < _MAX_TIME:

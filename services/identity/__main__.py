@@ -9,17 +9,16 @@ import asyncpg
 from medrelay.blind_index import BlindIndexer
 from medrelay.runtime import run_service
 from medrelay.server import ServiceDefinition
-from medrelay.services.identity.server import IdentityServicer, definition
-from medrelay.services.identity.store import IdentityStore
 from medrelay.settings import ServiceSettings, load
+
+from .server import IdentityServicer, definition
+from .store import IdentityStore
 
 
 async def build(settings: ServiceSettings, pool: asyncpg.Pool) -> ServiceDefinition:
     """The identity servicer over its store."""
     indexer = BlindIndexer.from_key_file(settings.blind_index_key_file)
-    servicer = IdentityServicer(
-        IdentityStore(pool), indexer, trust_domain=settings.trust_domain
-    )
+    servicer = IdentityServicer(IdentityStore(pool), indexer, trust_domain=settings.trust_domain)
     return definition(servicer)
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeAlias
 
 from medrelay.common.v1.errors_pb2 import ErrorReason
 
-Reason = ErrorReason.ValueType
+# The generated .pyi types enum values as ErrorReason (an int subclass).
+Reason: TypeAlias = ErrorReason
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,9 @@ def receiving_organizations(
     if refused is not None:
         return refused
     candidates = [
-        m for m in memberships if not via_organization_id or m.organization_id == via_organization_id
+        m
+        for m in memberships
+        if not via_organization_id or m.organization_id == via_organization_id
     ]
     if not candidates:
         return Deny(ErrorReason.ERROR_REASON_NO_MEMBERSHIP)

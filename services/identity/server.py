@@ -25,10 +25,11 @@ from medrelay.errors import invalid_field, not_found, permission_denied
 from medrelay.identity.v1 import identity_service_pb2 as pb
 from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from medrelay.server import ServiceDefinition
-from medrelay.services.identity import convert, rules
-from medrelay.services.identity.access import ACCESS
-from medrelay.services.identity.store import Change, IdentityStore, membership_facts
 from medrelay.spiffe import IdentityKind, PeerIdentity
+
+from . import convert, rules
+from .access import ACCESS
+from .store import Change, IdentityStore, membership_facts
 
 Clock = Callable[[], datetime]
 MAX_IDENTIFIERS = 10
@@ -41,7 +42,9 @@ DENIAL_MESSAGES = {
     ErrorReason.ERROR_REASON_PRACTITIONER_INACTIVE: "the practitioner is deactivated",
     ErrorReason.ERROR_REASON_LICENCE_UNVERIFIED: "the practitioner's licence is not verified",
     ErrorReason.ERROR_REASON_NO_MEMBERSHIP: "the practitioner is not a member of the organisation",
-    ErrorReason.ERROR_REASON_MEMBERSHIP_NOT_YET_VALID: "the practitioner's membership has not started",
+    ErrorReason.ERROR_REASON_MEMBERSHIP_NOT_YET_VALID: (
+        "the practitioner's membership has not started"
+    ),
     ErrorReason.ERROR_REASON_MEMBERSHIP_EXPIRED: "the practitioner's membership has ended",
 }
 
@@ -105,7 +108,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     """gRPC ↔ identity rules and store."""
 
     def __init__(
-        self, store: IdentityStore, indexer: BlindIndexer, *, trust_domain: str,
+        self,
+        store: IdentityStore,
+        indexer: BlindIndexer,
+        *,
+        trust_domain: str,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
@@ -191,7 +198,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                     )
                 )
 
-        def drop(index: int, reason: ErrorReason.ValueType) -> None:
+        def drop(index: int, reason: ErrorReason) -> None:
             response.dropped.append(
                 pb.DroppedRecipient(
                     recipient=refs[index], source_index=index, reason=ErrorReason.Name(reason)
@@ -235,9 +242,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def _receiving(
         self, practitioner_id: str, now: datetime, via: str
     ) -> list[str] | rules.Deny:
-        practitioner, memberships = await self._store.practitioner_with_memberships(
-            practitioner_id
-        )
+        practitioner, memberships = await self._store.practitioner_with_memberships(practitioner_id)
         active = await self._store.active_organizations([m.organization_id for m in memberships])
         return rules.receiving_organizations(practitioner, memberships, active, now, via)
 
@@ -272,8 +277,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.ListOrganizationsResponse:
         limit = check.page_size(request.page_size)
         after = check.page_token(request.page_token)
-        rows = await self._store.page("FROM organizations", [], order_key="id", after=after,
-                                      limit=limit)
+        rows = await self._store.page(
+            "FROM organizations", [], order_key="id", after=after, limit=limit
+        )
         rows, token = _page(rows, limit, lambda r: r["id"])
         return pb.ListOrganizationsResponse(
             organizations=[convert.organization(r) for r in rows], next_page_token=token
@@ -284,7 +290,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.Organization:
         org = request.organization
         organization_id = check.resource_id(org.id, "organization.id")
-        paths = _mask_paths(request.update_mask, frozenset({"display_name", "identifiers", "active"}))
+        paths = _mask_paths(
+            request.update_mask, frozenset({"display_name", "identifiers", "active"})
+        )
         values: dict[str, Any] = {}
         if "display_name" in paths:
             values["display_name"] = check.text(
@@ -297,8 +305,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         if "active" in paths:
             values["active"] = org.active
         change = self._change(
-            "identity.organization.update", "Organization", organization_id,
-            fields=",".join(paths), **({"active": org.active} if "active" in paths else {}),
+            "identity.organization.update",
+            "Organization",
+            organization_id,
+            fields=",".join(paths),
+            **({"active": org.active} if "active" in paths else {}),
         )
         row = await self._store.update_row(change, "organizations", {"id": organization_id}, values)
         return convert.organization(row)
@@ -313,7 +324,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         name = check.text(request.system.display_name, "system.display_name", max_chars=200)
         spiffe_id = PeerIdentity.system(self._trust_domain, organization_id, system_id).uri
         change = self._change(
-            "identity.system.create", "System", f"{organization_id}/{system_id}",
+            "identity.system.create",
+            "System",
+            f"{organization_id}/{system_id}",
             active=request.system.active,
         )
         row = await self._store.create_system(
@@ -340,12 +353,16 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         limit = check.page_size(request.page_size)
         after = check.page_token(request.page_token)
         rows = await self._store.page(
-            "FROM systems WHERE organization_id = $1", [organization_id], order_key="id",
-            after=after, limit=limit,
+            "FROM systems WHERE organization_id = $1",
+            [organization_id],
+            order_key="id",
+            after=after,
+            limit=limit,
         )
         rows, token = _page(rows, limit, lambda r: r["id"])
-        return pb.ListSystemsResponse(systems=[convert.system(r) for r in rows],
-                                      next_page_token=token)
+        return pb.ListSystemsResponse(
+            systems=[convert.system(r) for r in rows], next_page_token=token
+        )
 
     async def UpdateSystem(
         self, request: pb.UpdateSystemRequest, context: grpc.aio.ServicerContext
@@ -362,11 +379,17 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         if "active" in paths:
             values["active"] = system.active
         change = self._change(
-            "identity.system.update", "System", f"{organization_id}/{system_id}",
-            fields=",".join(paths), **({"active": system.active} if "active" in paths else {}),
+            "identity.system.update",
+            "System",
+            f"{organization_id}/{system_id}",
+            fields=",".join(paths),
+            **({"active": system.active} if "active" in paths else {}),
         )
         row = await self._store.update_row(
-            change, "systems", {"organization_id": organization_id, "id": system_id}, values,
+            change,
+            "systems",
+            {"organization_id": organization_id, "id": system_id},
+            values,
             touch_update_time=False,
         )
         return convert.system(row)
@@ -410,11 +433,15 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                 "FROM practitioners WHERE id IN (SELECT practitioner_id FROM memberships "
                 "WHERE organization_id = $1 AND valid_from <= now() "
                 "AND (valid_until IS NULL OR valid_until > now()))",
-                [organization_id], order_key="id", after=after, limit=limit,
+                [organization_id],
+                order_key="id",
+                after=after,
+                limit=limit,
             )
         else:
-            rows = await self._store.page("FROM practitioners", [], order_key="id", after=after,
-                                          limit=limit)
+            rows = await self._store.page(
+                "FROM practitioners", [], order_key="id", after=after, limit=limit
+            )
         rows, token = _page(rows, limit, lambda r: r["id"])
         return pb.ListPractitionersResponse(
             practitioners=[convert.practitioner(r) for r in rows], next_page_token=token
@@ -432,16 +459,19 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                 p.family_name, "practitioner.family_name", max_chars=100
             )
         if "given_name" in paths:
-            values["given_name"] = check.text(p.given_name, "practitioner.given_name",
-                                              max_chars=100)
+            values["given_name"] = check.text(
+                p.given_name, "practitioner.given_name", max_chars=100
+            )
         if "active" in paths:
             values["active"] = p.active
         change = self._change(
-            "identity.practitioner.update", "Practitioner", practitioner_id,
-            fields=",".join(paths), **({"active": p.active} if "active" in paths else {}),
+            "identity.practitioner.update",
+            "Practitioner",
+            practitioner_id,
+            fields=",".join(paths),
+            **({"active": p.active} if "active" in paths else {}),
         )
-        row = await self._store.update_row(change, "practitioners", {"id": practitioner_id},
-                                           values)
+        row = await self._store.update_row(change, "practitioners", {"id": practitioner_id}, values)
         return convert.practitioner(row)
 
     async def VerifyLicence(
@@ -449,7 +479,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.Practitioner:
         practitioner_id = check.resource_id(request.practitioner_id, "practitioner_id")
         if request.status not in (
-            pb.LICENCE_STATUS_VERIFIED, pb.LICENCE_STATUS_SUSPENDED, pb.LICENCE_STATUS_REVOKED
+            pb.LICENCE_STATUS_VERIFIED,
+            pb.LICENCE_STATUS_SUSPENDED,
+            pb.LICENCE_STATUS_REVOKED,
         ):
             raise invalid_field("status", "must be VERIFIED, SUSPENDED or REVOKED")
         now = self._now()
@@ -462,11 +494,15 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             raise invalid_field("verify_time", "must not be in the future")
         status = convert.LICENCE_STATUS_NAMES[request.status]
         change = self._change(
-            "identity.practitioner.verify_licence", "Practitioner", practitioner_id,
+            "identity.practitioner.verify_licence",
+            "Practitioner",
+            practitioner_id,
             licence_status=status,
         )
         row = await self._store.update_row(
-            change, "practitioners", {"id": practitioner_id},
+            change,
+            "practitioners",
+            {"id": practitioner_id},
             {"licence_status": status, "licence_verify_time": when},
         )
         return convert.practitioner(row)
@@ -482,23 +518,33 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         if not m.HasField("role"):
             raise invalid_field("membership.role", "is required")
         role = _coding(m.role, "membership.role")
-        specialty = _coding(m.specialty, "membership.specialty") if m.HasField("specialty") \
+        specialty = (
+            _coding(m.specialty, "membership.specialty")
+            if m.HasField("specialty")
             else ("", "", "")
+        )
         start, end = _period(m.validity, "membership.validity", self._now())
         membership_id = str(uuid.uuid4())
         change = self._change(
-            "identity.membership.create", "Membership", membership_id,
-            practitioner_id=practitioner_id, organization_id=organization_id,
+            "identity.membership.create",
+            "Membership",
+            membership_id,
+            practitioner_id=practitioner_id,
+            organization_id=organization_id,
         )
         row = await self._store.create_membership(
             change,
             {
                 "practitioner_id": practitioner_id,
                 "organization_id": organization_id,
-                "role_system": role[0], "role_code": role[1], "role_display": role[2],
-                "specialty_system": specialty[0], "specialty_code": specialty[1],
+                "role_system": role[0],
+                "role_code": role[1],
+                "role_display": role[2],
+                "specialty_system": specialty[0],
+                "specialty_code": specialty[1],
                 "specialty_display": specialty[2],
-                "valid_from": start, "valid_until": end,
+                "valid_from": start,
+                "valid_until": end,
             },
         )
         return convert.membership(row)
@@ -527,8 +573,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         limit = check.page_size(request.page_size)
         after = check.page_token(request.page_token)
         rows = await self._store.page(
-            "FROM memberships WHERE " + " AND ".join(clauses), args, order_key="id",
-            after=after, limit=limit,
+            "FROM memberships WHERE " + " AND ".join(clauses),
+            args,
+            order_key="id",
+            after=after,
+            limit=limit,
         )
         rows, token = _page(rows, limit, lambda r: str(r["id"]))
         return pb.ListMembershipsResponse(
@@ -571,8 +620,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             practitioner_id = check.resource_id(member.practitioner_id, f"{field}.practitioner_id")
             members.append((practitioner_id, *_period(member.validity, f"{field}.validity", now)))
         change = self._change(
-            "identity.care_team.create", "CareTeam", care_team_id,
-            organization_id=organization_id, members=len(members),
+            "identity.care_team.create",
+            "CareTeam",
+            care_team_id,
+            organization_id=organization_id,
+            members=len(members),
         )
         row = await self._store.create_care_team(
             change, care_team_id, organization_id, name, patient_index, team.active, members
@@ -600,9 +652,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             args.append(_patient_index(self._indexer, request.patient, "patient"))
             clauses.append(f"patient_index = ${len(args)}")
         if request.member_practitioner_id:
-            args.append(
-                check.resource_id(request.member_practitioner_id, "member_practitioner_id")
-            )
+            args.append(check.resource_id(request.member_practitioner_id, "member_practitioner_id"))
             clauses.append(
                 f"id IN (SELECT care_team_id FROM care_team_members WHERE practitioner_id = "
                 f"${len(args)} AND valid_from <= now() AND "
@@ -611,12 +661,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         limit = check.page_size(request.page_size)
         after = check.page_token(request.page_token)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = await self._store.page(f"FROM care_teams{where}", args, order_key="id",
-                                      after=after, limit=limit)
+        rows = await self._store.page(
+            f"FROM care_teams{where}", args, order_key="id", after=after, limit=limit
+        )
         rows, token = _page(rows, limit, lambda r: r["id"])
-        teams = [
-            convert.care_team(r, await self._store.care_team_members(r["id"])) for r in rows
-        ]
+        teams = [convert.care_team(r, await self._store.care_team_members(r["id"])) for r in rows]
         return pb.ListCareTeamsResponse(care_teams=teams, next_page_token=token)
 
     async def AddCareTeamMember(
@@ -628,7 +677,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         )
         start, end = _period(request.member.validity, "member.validity", self._now())
         change = self._change(
-            "identity.care_team.add_member", "CareTeam", care_team_id,
+            "identity.care_team.add_member",
+            "CareTeam",
+            care_team_id,
             practitioner_id=practitioner_id,
         )
         await self._store.add_care_team_member(change, care_team_id, practitioner_id, start, end)
@@ -640,7 +691,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         care_team_id = check.resource_id(request.care_team_id, "care_team_id")
         practitioner_id = check.resource_id(request.practitioner_id, "practitioner_id")
         change = self._change(
-            "identity.care_team.remove_member", "CareTeam", care_team_id,
+            "identity.care_team.remove_member",
+            "CareTeam",
+            care_team_id,
             practitioner_id=practitioner_id,
         )
         await self._store.end_care_team_member(change, care_team_id, practitioner_id, self._now())

@@ -18,7 +18,8 @@ import asyncpg
 
 from medrelay import audit
 from medrelay.errors import already_exists, failed_precondition, not_found
-from medrelay.services.identity import rules
+
+from . import rules
 
 Row = Mapping[str, Any]
 
@@ -147,7 +148,10 @@ class IdentityStore:
     async def get(self, table: str, key: Mapping[str, Any]) -> Row | None:
         """One row of an identity table by its key columns (names come from code only)."""
         where = " AND ".join(f"{column} = ${i}" for i, column in enumerate(key, start=1))
-        return await self._pool.fetchrow(f"SELECT * FROM {table} WHERE {where}", *key.values())
+        row: Row | None = await self._pool.fetchrow(
+            f"SELECT * FROM {table} WHERE {where}", *key.values()
+        )
+        return row
 
     async def page(
         self,
@@ -183,7 +187,7 @@ class IdentityStore:
         """Run one statement and its audit record in one transaction."""
         async with self._pool.acquire() as conn, conn.transaction():
             try:
-                row = await conn.fetchrow(sql, *args)
+                row: Row | None = await conn.fetchrow(sql, *args)
             except asyncpg.UniqueViolationError:
                 raise already_exists(change.resource_type) from None
             except asyncpg.ForeignKeyViolationError as exc:
@@ -194,20 +198,32 @@ class IdentityStore:
             return row
 
     async def create_organization(
-        self, change: Change, organization_id: str, display_name: str,
-        identifiers: list[dict[str, str]], active: bool,
+        self,
+        change: Change,
+        organization_id: str,
+        display_name: str,
+        identifiers: list[dict[str, str]],
+        active: bool,
     ) -> Row:
         """Insert an organisation."""
         return await self._audited(
             change,
             "INSERT INTO organizations (id, display_name, identifiers, active) "
             "VALUES ($1, $2, $3::jsonb, $4) RETURNING *",
-            organization_id, display_name, json.dumps(identifiers), active,
+            organization_id,
+            display_name,
+            json.dumps(identifiers),
+            active,
         )
 
     async def update_row(
-        self, change: Change, table: str, key: Mapping[str, Any], values: Mapping[str, Any],
-        *, touch_update_time: bool = True,
+        self,
+        change: Change,
+        table: str,
+        key: Mapping[str, Any],
+        values: Mapping[str, Any],
+        *,
+        touch_update_time: bool = True,
     ) -> Row:
         """Set some columns of one row (column names come from code, never from input)."""
         assignments = [f"{column} = ${i}" for i, column in enumerate(values, start=1)]
@@ -219,27 +235,47 @@ class IdentityStore:
         return await self._audited(change, sql, *values.values(), *key.values())
 
     async def create_system(
-        self, change: Change, organization_id: str, system_id: str, display_name: str,
-        spiffe_id: str, active: bool,
+        self,
+        change: Change,
+        organization_id: str,
+        system_id: str,
+        display_name: str,
+        spiffe_id: str,
+        active: bool,
     ) -> Row:
         """Register a system."""
         return await self._audited(
             change,
             "INSERT INTO systems (organization_id, id, display_name, spiffe_id, active) "
             "VALUES ($1, $2, $3, $4, $5) RETURNING *",
-            organization_id, system_id, display_name, spiffe_id, active,
+            organization_id,
+            system_id,
+            display_name,
+            spiffe_id,
+            active,
         )
 
     async def create_practitioner(
-        self, change: Change, practitioner_id: str, family_name: str, given_name: str,
-        registry: str, number: str, active: bool,
+        self,
+        change: Change,
+        practitioner_id: str,
+        family_name: str,
+        given_name: str,
+        registry: str,
+        number: str,
+        active: bool,
     ) -> Row:
         """Register a practitioner, licence unverified."""
         return await self._audited(
             change,
             "INSERT INTO practitioners (id, family_name, given_name, licence_registry, "
             "licence_number, active) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-            practitioner_id, family_name, given_name, registry, number, active,
+            practitioner_id,
+            family_name,
+            given_name,
+            registry,
+            number,
+            active,
         )
 
     async def create_membership(self, change: Change, values: Mapping[str, Any]) -> Row:
@@ -249,7 +285,8 @@ class IdentityStore:
         return await self._audited(
             change,
             f"INSERT INTO memberships ({', '.join(columns)}) VALUES ({placeholders}) RETURNING *",
-            uuid.UUID(change.resource_id), *values.values(),
+            uuid.UUID(change.resource_id),
+            *values.values(),
         )
 
     async def end_membership(self, change: Change, membership_id: str, end: datetime) -> Row:
@@ -264,25 +301,36 @@ class IdentityStore:
                 raise failed_precondition("the membership has already ended")
             if end <= row["valid_from"]:
                 raise failed_precondition("the end must be after the membership's start")
-            updated = await conn.fetchrow(
+            updated: Row | None = await conn.fetchrow(
                 "UPDATE memberships SET valid_until = $2 WHERE id = $1 RETURNING *",
-                uuid.UUID(membership_id), end,
+                uuid.UUID(membership_id),
+                end,
             )
             await audit.append(conn, _event(change))
             assert updated is not None
             return updated
 
     async def create_care_team(
-        self, change: Change, care_team_id: str, organization_id: str, display_name: str,
-        patient_index: str, active: bool, members: Sequence[tuple[str, datetime, datetime | None]],
+        self,
+        change: Change,
+        care_team_id: str,
+        organization_id: str,
+        display_name: str,
+        patient_index: str,
+        active: bool,
+        members: Sequence[tuple[str, datetime, datetime | None]],
     ) -> Row:
         """Insert a care team with its first members."""
         async with self._pool.acquire() as conn, conn.transaction():
             try:
-                row = await conn.fetchrow(
+                row: Row | None = await conn.fetchrow(
                     "INSERT INTO care_teams (id, managing_organization_id, display_name, "
                     "patient_index, active) VALUES ($1, $2, $3, $4, $5) RETURNING *",
-                    care_team_id, organization_id, display_name, patient_index, active,
+                    care_team_id,
+                    organization_id,
+                    display_name,
+                    patient_index,
+                    active,
                 )
                 await conn.executemany(
                     "INSERT INTO care_team_members (care_team_id, practitioner_id, valid_from, "
@@ -298,15 +346,22 @@ class IdentityStore:
             return row
 
     async def add_care_team_member(
-        self, change: Change, care_team_id: str, practitioner_id: str,
-        valid_from: datetime, valid_until: datetime | None,
+        self,
+        change: Change,
+        care_team_id: str,
+        practitioner_id: str,
+        valid_from: datetime,
+        valid_until: datetime | None,
     ) -> None:
         """Add a participation."""
         await self._audited(
             change,
             "INSERT INTO care_team_members (care_team_id, practitioner_id, valid_from, "
             "valid_until) VALUES ($1, $2, $3, $4) RETURNING care_team_id",
-            care_team_id, practitioner_id, valid_from, valid_until,
+            care_team_id,
+            practitioner_id,
+            valid_from,
+            valid_until,
         )
 
     async def end_care_team_member(
@@ -320,7 +375,9 @@ class IdentityStore:
                 "UPDATE care_team_members SET valid_until = GREATEST($3, valid_from + "
                 "interval '1 microsecond') WHERE care_team_id = $1 AND practitioner_id = $2 "
                 "AND (valid_until IS NULL OR valid_until > $3) RETURNING practitioner_id",
-                care_team_id, practitioner_id, now,
+                care_team_id,
+                practitioner_id,
+                now,
             )
             if not ended:
                 raise failed_precondition("the practitioner is not a current member of the team")

@@ -27,7 +27,10 @@ def start_dev(home: Path, base_port: int) -> tuple[subprocess.Popen[str], list[s
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDRELAY_")}
     process = subprocess.Popen(
         [*MEDRELAY, "dev", "--home", str(home), "--base-port", str(base_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     lines: list[str] = []
     deadline = time.monotonic() + 90
@@ -49,7 +52,7 @@ def stop_dev(process: subprocess.Popen[str]) -> list[str]:
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _gone, alive = psutil.wait_procs(children, timeout=10)
     assert alive == [], f"left running: {[p.pid for p in alive]}"
     return output.splitlines()
 
@@ -81,7 +84,8 @@ def test_dev_stack_starts_serves_stops_cleanly_and_keeps_its_data(tmp_path: Path
             stub.CreateOrganization(
                 pb.CreateOrganizationRequest(
                     organization_id="kept-org",
-                    organization=pb.Organization(display_name="Kept", active=True)),
+                    organization=pb.Organization(display_name="Kept", active=True),
+                ),
                 timeout=10,
             )
     finally:
@@ -93,8 +97,9 @@ def test_dev_stack_starts_serves_stops_cleanly_and_keeps_its_data(tmp_path: Path
     try:
         channel, stub = admin_stub(home, base + 1)
         with channel:
-            org = stub.GetOrganization(pb.GetOrganizationRequest(organization_id="kept-org"),
-                                       timeout=10)
+            org = stub.GetOrganization(
+                pb.GetOrganizationRequest(organization_id="kept-org"), timeout=10
+            )
         assert org.display_name == "Kept"
     finally:
         output = stop_dev(process)

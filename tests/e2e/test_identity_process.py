@@ -51,23 +51,36 @@ class Process:
     dsn: str
 
     def stub(self, identity: PeerIdentity) -> tuple[grpc.Channel, pb_grpc.IdentityServiceStub]:
-        channel = grpc.secure_channel(self.target, tls.channel_credentials(self.pki.paths(identity)))
+        channel = grpc.secure_channel(
+            self.target, tls.channel_credentials(self.pki.paths(identity))
+        )
         return channel, pb_grpc.IdentityServiceStub(channel)
 
 
 def start(tmp: Path, dsn: str) -> Process:
-    pki = init_dev_pki(tmp / "pki", TRUST_DOMAIN, services=["identity"], admins=["admin"],
-                       systems={"org-a": ["ehr"]})
+    pki = init_dev_pki(
+        tmp / "pki",
+        TRUST_DOMAIN,
+        services=["identity"],
+        admins=["admin"],
+        systems={"org-a": ["ehr"]},
+    )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDRELAY_")}
     env.update(
-        MEDRELAY_DATABASE_URL=dsn, MEDRELAY_LISTEN_ADDRESS=f"127.0.0.1:{port}",
-        MEDRELAY_PKI_DIR=str(tmp / "pki"), MEDRELAY_TRUST_DOMAIN=TRUST_DOMAIN,
+        MEDRELAY_DATABASE_URL=dsn,
+        MEDRELAY_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+        MEDRELAY_PKI_DIR=str(tmp / "pki"),
+        MEDRELAY_TRUST_DOMAIN=TRUST_DOMAIN,
         MEDRELAY_BLIND_INDEX_KEY_FILE=str(tmp / "bi.key"),
     )
     (tmp / "bi.key").write_bytes(os.urandom(32))
-    process = subprocess.Popen([sys.executable, "-m", "medrelay.services.identity"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "medrelay.services.identity"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     running = Process(process, f"127.0.0.1:{port}", pki, dsn)
     channel, _ = running.stub(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
     health = health_pb2_grpc.HealthStub(channel)
@@ -86,8 +99,9 @@ def start(tmp: Path, dsn: str) -> Process:
 
 
 @pytest.fixture(scope="module")
-def identity_process(tmp_path_factory: pytest.TempPathFactory, database_dsn: str
-                     ) -> Iterator[Process]:
+def identity_process(
+    tmp_path_factory: pytest.TempPathFactory, database_dsn: str
+) -> Iterator[Process]:
     running = start(tmp_path_factory.mktemp("identity-process"), database_dsn)
     yield running
     if running.process.poll() is None:
@@ -99,11 +113,15 @@ def count_rows(dsn: str) -> int:
     async def count() -> int:
         conn = await asyncpg.connect(dsn)
         try:
-            return int(await conn.fetchval(
-                "SELECT (SELECT count(*) FROM identity.organizations) + "
-                "(SELECT count(*) FROM identity.audit_ledger)"))
+            return int(
+                await conn.fetchval(
+                    "SELECT (SELECT count(*) FROM identity.organizations) + "
+                    "(SELECT count(*) FROM identity.audit_ledger)"
+                )
+            )
         finally:
             await conn.close()
+
     return asyncio.run(count())
 
 
@@ -111,15 +129,20 @@ def expected_field(organization_id: str, display_name: str) -> str | None:
     if not ID.match(organization_id):
         return "organization_id"
     name = display_name.strip()
-    if not name or len(display_name) > 200 or any(
-        ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in display_name
+    if (
+        not name
+        or len(display_name) > 200
+        or any(
+            ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in display_name
+        )
     ):
         return "organization.display_name"
     return None
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     organization_id=st.one_of(st.from_regex(ID, fullmatch=True), st.text(max_size=80)),
     display_name=st.one_of(st.text(max_size=250), st.text(min_size=195, max_size=210)),
@@ -134,8 +157,10 @@ def test_create_organization_takes_valid_input_and_names_the_bad_field(
             stub.CreateOrganization(
                 pb.CreateOrganizationRequest(
                     organization_id=organization_id,
-                    organization=pb.Organization(display_name=display_name, active=True)),
-                timeout=10)
+                    organization=pb.Organization(display_name=display_name, active=True),
+                ),
+                timeout=10,
+            )
             code, field = grpc.StatusCode.OK, None
         except grpc.RpcError as exc:
             code = exc.code()
@@ -145,15 +170,17 @@ def test_create_organization_takes_valid_input_and_names_the_bad_field(
     if wanted is None:
         # Unassigned code points are refused too; that is the only looser case.
         assert code in (grpc.StatusCode.OK, grpc.StatusCode.ALREADY_EXISTS) or (
-            code == grpc.StatusCode.INVALID_ARGUMENT and field == "organization.display_name")
+            code == grpc.StatusCode.INVALID_ARGUMENT and field == "organization.display_name"
+        )
     else:
         assert code == grpc.StatusCode.INVALID_ARGUMENT and field == wanted
     if code != grpc.StatusCode.OK:
         assert count_rows(identity_process.dsn) == before
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(practitioner_id=st.text(max_size=100))
 def test_authorize_never_fails_for_any_reason_but_a_rule_or_the_field(
     identity_process: Process, practitioner_id: str

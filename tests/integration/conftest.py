@@ -22,8 +22,7 @@ def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
 @pytest.fixture(scope="session")
 def blind_indexer(tmp_path_factory: pytest.TempPathFactory) -> BlindIndexer:
     """The session's blind-index key."""
-    return BlindIndexer.from_key_file(Path(tmp_path_factory.mktemp("keys")) / "bi.key",
-                                      create=True)
+    return BlindIndexer.from_key_file(Path(tmp_path_factory.mktemp("keys")) / "bi.key", create=True)
 
 
 @pytest.fixture(scope="session")

@@ -89,24 +89,37 @@ class IdentityEnv:
 
     async def table_counts(self) -> dict[str, int]:
         """Rows per identity table, ledger included: proves a refused call wrote nothing."""
-        tables = ["organizations", "systems", "practitioners", "memberships", "care_teams",
-                  "care_team_members", "audit_ledger"]
+        tables = [
+            "organizations",
+            "systems",
+            "practitioners",
+            "memberships",
+            "care_teams",
+            "care_team_members",
+            "audit_ledger",
+        ]
         async with self.pool.acquire() as conn:
             return {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
 
 
 async def start_identity(
-    dsn: str, schema: str, pki: DevPki, indexer: BlindIndexer,
+    dsn: str,
+    schema: str,
+    pki: DevPki,
+    indexer: BlindIndexer,
     clock: Callable[[], object] = utc_now,
 ) -> IdentityEnv:
     """Migrate `schema` and serve identity from it on a free loopback port."""
     await db.migrate(dsn, schema, ["medrelay", "medrelay.services.identity"])
     pool = await db.create_pool(dsn, schema, max_size=10)
-    servicer = IdentityServicer(IdentityStore(pool), indexer, trust_domain=TRUST_DOMAIN,
-                                clock=clock)  # type: ignore[arg-type]
+    servicer = IdentityServicer(
+        IdentityStore(pool), indexer, trust_domain=TRUST_DOMAIN, clock=clock
+    )  # type: ignore[arg-type]
     service_paths = pki.paths(PeerIdentity.service(TRUST_DOMAIN, "identity"))
     running = await create_server(
-        definition(servicer), "127.0.0.1:0", tls.server_credentials(service_paths),
+        definition(servicer),
+        "127.0.0.1:0",
+        tls.server_credentials(service_paths),
         trust_domain=TRUST_DOMAIN,
     )
     return IdentityEnv(pki, pool, running, indexer)
@@ -129,7 +142,8 @@ async def register_org(env: IdentityEnv, org: str, *, active: bool = True) -> No
     for name in ("ehr", "lab"):
         await env.admin.CreateSystem(
             pb.CreateSystemRequest(
-                organization_id=org, system_id=name,
+                organization_id=org,
+                system_id=name,
                 system=pb.System(display_name=f"{org} {name}", active=True),
             ),
             timeout=TIMEOUT,
@@ -145,17 +159,19 @@ async def register_practitioner(
         pb.CreatePractitionerRequest(
             practitioner_id=practitioner_id,
             practitioner=pb.Practitioner(
-                family_name="Martin", given_name="Claire", active=active,
-                licence=pb.Licence(registry="urn:oid:1.2.250.1.71.4.2.1",
-                                   number=unique("rpps")),
+                family_name="Martin",
+                given_name="Claire",
+                active=active,
+                licence=pb.Licence(registry="urn:oid:1.2.250.1.71.4.2.1", number=unique("rpps")),
             ),
         ),
         timeout=TIMEOUT,
     )
     if verified:
         await env.admin.VerifyLicence(
-            pb.VerifyLicenceRequest(practitioner_id=practitioner_id,
-                                    status=pb.LICENCE_STATUS_VERIFIED),
+            pb.VerifyLicenceRequest(
+                practitioner_id=practitioner_id, status=pb.LICENCE_STATUS_VERIFIED
+            ),
             timeout=TIMEOUT,
         )
     return practitioner_id

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+
 from medrelay import audit, db
 
 SERVICE_ACTOR = "spiffe://medrelay.test/service/exchange"

@@ -18,9 +18,21 @@ from .identity_env import TIMEOUT, register_org, start_identity
 def verify_cli(dsn: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDRELAY_")}
     return subprocess.run(
-        [sys.executable, "-m", "medrelay.services.cli", "audit", "verify", "--service",
-         "identity", "--database-url", dsn],
-        capture_output=True, text=True, env=env, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "medrelay.services.cli",
+            "audit",
+            "verify",
+            "--service",
+            "identity",
+            "--database-url",
+            dsn,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
 
 
@@ -38,9 +50,12 @@ async def test_an_altered_record_is_found_by_audit_verify(
         for org in ("t-org-1", "t-org-2", "t-org-3"):
             await register_org(env, org)  # 3 records each: org + 2 systems
         await env.admin.UpdateOrganization(
-            pb.UpdateOrganizationRequest(organization=pb.Organization(id="t-org-2", active=False),
-                                         update_mask={"paths": ["active"]}),
-            timeout=TIMEOUT)
+            pb.UpdateOrganizationRequest(
+                organization=pb.Organization(id="t-org-2", active=False),
+                update_mask={"paths": ["active"]},
+            ),
+            timeout=TIMEOUT,
+        )
     finally:
         await env.close()
 
@@ -54,7 +69,8 @@ async def test_an_altered_record_is_found_by_audit_verify(
         await conn.execute("SET session_replication_role = replica")
         await conn.execute(
             "UPDATE identity.audit_ledger SET actor = 'spiffe://medrelay.test/admin/someone-else' "
-            "WHERE seq = 4")
+            "WHERE seq = 4"
+        )
     finally:
         await conn.close()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 import pytest
+
 from medrelay.embedded_pg import EmbeddedPostgres
 
 

@@ -19,8 +19,11 @@ ROLE = types_pb2.Coding(system="http://snomed.info/sct", code="309343006", displ
 
 
 async def add_membership(
-    env: IdentityEnv, practitioner_id: str, org: str,
-    start: datetime | None = None, end: datetime | None = None,
+    env: IdentityEnv,
+    practitioner_id: str,
+    org: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> pb.Membership:
     validity = types_pb2.Period()
     if start:
@@ -30,7 +33,9 @@ async def add_membership(
     return await env.admin.CreateMembership(
         pb.CreateMembershipRequest(
             membership=pb.Membership(
-                practitioner_id=practitioner_id, organization_id=org, role=ROLE,
+                practitioner_id=practitioner_id,
+                organization_id=org,
+                role=ROLE,
                 validity=validity,
             )
         ),
@@ -71,8 +76,9 @@ async def test_unknown_system(identity: IdentityEnv, dev_pki) -> None:
     # org-x has a certificate from the right CA but was never registered.
     from medrelay.pki import init_dev_pki
 
-    init_dev_pki(dev_pki.directory, TRUST_DOMAIN, services=[], admins=[],
-                 systems={"org-x": ["ehr"]})
+    init_dev_pki(
+        dev_pki.directory, TRUST_DOMAIN, services=[], admins=[], systems={"org-x": ["ehr"]}
+    )
     assert await denial(authorize(identity, doctor, "org-x")) == "ERROR_REASON_UNKNOWN_SYSTEM"
 
 
@@ -81,12 +87,14 @@ async def test_system_inactive(identity: IdentityEnv) -> None:
     await add_membership(identity, doctor, "org-b")
     mask = {"paths": ["active"]}
     await identity.admin.UpdateSystem(
-        pb.UpdateSystemRequest(system=pb.System(organization_id="org-b", id="lab", active=False),
-                               update_mask=mask),
+        pb.UpdateSystemRequest(
+            system=pb.System(organization_id="org-b", id="lab", active=False), update_mask=mask
+        ),
         timeout=TIMEOUT,
     )
-    assert await denial(authorize(identity, doctor, "org-b", "lab")) == \
-        "ERROR_REASON_SYSTEM_INACTIVE"
+    assert (
+        await denial(authorize(identity, doctor, "org-b", "lab")) == "ERROR_REASON_SYSTEM_INACTIVE"
+    )
     # The other system of the same organisation still works.
     await authorize(identity, doctor, "org-b", "ehr")
 
@@ -96,24 +104,31 @@ async def test_organization_inactive_on_the_next_call(identity: IdentityEnv) -> 
     await add_membership(identity, doctor, "org-c")
     await authorize(identity, doctor, "org-c")
     await identity.admin.UpdateOrganization(
-        pb.UpdateOrganizationRequest(organization=pb.Organization(id="org-c", active=False),
-                                     update_mask={"paths": ["active"]}),
+        pb.UpdateOrganizationRequest(
+            organization=pb.Organization(id="org-c", active=False),
+            update_mask={"paths": ["active"]},
+        ),
         timeout=TIMEOUT,
     )
     try:
-        assert await denial(authorize(identity, doctor, "org-c")) == \
-            "ERROR_REASON_ORGANIZATION_INACTIVE"
+        assert (
+            await denial(authorize(identity, doctor, "org-c"))
+            == "ERROR_REASON_ORGANIZATION_INACTIVE"
+        )
     finally:
         await identity.admin.UpdateOrganization(
-            pb.UpdateOrganizationRequest(organization=pb.Organization(id="org-c", active=True),
-                                         update_mask={"paths": ["active"]}),
+            pb.UpdateOrganizationRequest(
+                organization=pb.Organization(id="org-c", active=True),
+                update_mask={"paths": ["active"]},
+            ),
             timeout=TIMEOUT,
         )
 
 
 async def test_unknown_practitioner(identity: IdentityEnv) -> None:
-    assert await denial(authorize(identity, unique("nobody"))) == \
-        "ERROR_REASON_UNKNOWN_PRACTITIONER"
+    assert (
+        await denial(authorize(identity, unique("nobody"))) == "ERROR_REASON_UNKNOWN_PRACTITIONER"
+    )
 
 
 async def test_practitioner_inactive_on_the_next_call(identity: IdentityEnv) -> None:
@@ -121,8 +136,9 @@ async def test_practitioner_inactive_on_the_next_call(identity: IdentityEnv) -> 
     await add_membership(identity, doctor, "org-a")
     await authorize(identity, doctor)
     await identity.admin.UpdatePractitioner(
-        pb.UpdatePractitionerRequest(practitioner=pb.Practitioner(id=doctor, active=False),
-                                     update_mask={"paths": ["active"]}),
+        pb.UpdatePractitionerRequest(
+            practitioner=pb.Practitioner(id=doctor, active=False), update_mask={"paths": ["active"]}
+        ),
         timeout=TIMEOUT,
     )
     assert await denial(authorize(identity, doctor)) == "ERROR_REASON_PRACTITIONER_INACTIVE"
@@ -154,8 +170,9 @@ async def test_membership_not_yet_valid(identity: IdentityEnv) -> None:
 async def test_membership_expired(identity: IdentityEnv) -> None:
     doctor = await register_practitioner(identity)
     now = datetime.now(UTC)
-    await add_membership(identity, doctor, "org-a", start=now - timedelta(days=30),
-                         end=now - timedelta(days=1))
+    await add_membership(
+        identity, doctor, "org-a", start=now - timedelta(days=30), end=now - timedelta(days=1)
+    )
     assert await denial(authorize(identity, doctor)) == "ERROR_REASON_MEMBERSHIP_EXPIRED"
 
 
@@ -176,11 +193,14 @@ async def test_membership_running_out_between_two_calls_denies_the_second(
 ) -> None:
     doctor = await register_practitioner(identity)
     now = datetime.now(UTC)
-    await add_membership(identity, doctor, "org-a", start=now - timedelta(days=1),
-                         end=now + timedelta(seconds=1.5))
+    await add_membership(
+        identity, doctor, "org-a", start=now - timedelta(days=1), end=now + timedelta(seconds=1.5)
+    )
     reply = await authorize(identity, doctor)
     assert reply.principal.HasField("valid_until")
-    await asyncio.sleep(max(0.0, (now + timedelta(seconds=1.6) - datetime.now(UTC)).total_seconds()))
+    await asyncio.sleep(
+        max(0.0, (now + timedelta(seconds=1.6) - datetime.now(UTC)).total_seconds())
+    )
     assert await denial(authorize(identity, doctor)) == "ERROR_REASON_MEMBERSHIP_EXPIRED"
 
 
@@ -198,8 +218,9 @@ async def test_a_service_relays_a_system(identity: IdentityEnv) -> None:
     doctor = await register_practitioner(identity)
     await add_membership(identity, doctor, "org-b")
     reply = await identity.service("exchange").Authorize(
-        pb.AuthorizeRequest(practitioner_id=doctor,
-                            system_spiffe_id=f"spiffe://{TRUST_DOMAIN}/org/org-b/system/ehr"),
+        pb.AuthorizeRequest(
+            practitioner_id=doctor, system_spiffe_id=f"spiffe://{TRUST_DOMAIN}/org/org-b/system/ehr"
+        ),
         timeout=TIMEOUT,
     )
     assert reply.principal.organization_id == "org-b"
@@ -210,11 +231,18 @@ async def test_a_service_relays_a_system(identity: IdentityEnv) -> None:
     [
         ("stranger", "Authorize", pb.AuthorizeRequest(practitioner_id="x")),
         ("admin", "Authorize", pb.AuthorizeRequest(practitioner_id="x")),
-        ("system", "CreateOrganization",
-         pb.CreateOrganizationRequest(organization_id="evil",
-                                      organization=pb.Organization(display_name="Evil"))),
-        ("exchange", "VerifyLicence",
-         pb.VerifyLicenceRequest(practitioner_id="x", status=pb.LICENCE_STATUS_VERIFIED)),
+        (
+            "system",
+            "CreateOrganization",
+            pb.CreateOrganizationRequest(
+                organization_id="evil", organization=pb.Organization(display_name="Evil")
+            ),
+        ),
+        (
+            "exchange",
+            "VerifyLicence",
+            pb.VerifyLicenceRequest(practitioner_id="x", status=pb.LICENCE_STATUS_VERIFIED),
+        ),
         ("system", "ListCareTeams", pb.ListCareTeamsRequest()),
     ],
 )

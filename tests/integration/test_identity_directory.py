@@ -13,8 +13,9 @@ from medrelay.identity.v1 import identity_service_pb2 as pb
 from .identity_env import TIMEOUT, IdentityEnv, register_org, register_practitioner, unique
 from .test_identity_authorize import add_membership
 
-PATIENT = types_pb2.PatientIdentifier(system="urn:oid:1.2.250.1.213.1.4.8",
-                                      value="2 84 05 75 123 456 78")
+PATIENT = types_pb2.PatientIdentifier(
+    system="urn:oid:1.2.250.1.213.1.4.8", value="2 84 05 75 123 456 78"
+)
 
 
 def ref(**kw: str) -> types_pb2.RecipientRef:
@@ -34,28 +35,38 @@ async def test_recipients_resolve_to_current_members_and_dropped_ones_say_why(
     team = unique("ct")
     await identity.admin.CreateCareTeam(
         pb.CreateCareTeamRequest(
-            care_team_id=team, patient=PATIENT,
-            care_team=pb.CareTeam(managing_organization_id="org-a", display_name="Oncology",
-                                  active=True,
-                                  members=[pb.CareTeamMember(practitioner_id=team_member)]),
+            care_team_id=team,
+            patient=PATIENT,
+            care_team=pb.CareTeam(
+                managing_organization_id="org-a",
+                display_name="Oncology",
+                active=True,
+                members=[pb.CareTeamMember(practitioner_id=team_member)],
+            ),
         ),
         timeout=TIMEOUT,
     )
     reply = await identity.system("org-a").ResolveRecipients(
-        pb.ResolveRecipientsRequest(recipients=[
-            ref(practitioner_id=in_a_and_b),
-            ref(practitioner_id=in_a_and_b, via_organization_id="org-b"),
-            ref(practitioner_id=unverified),
-            ref(organization_id="org-c"),
-            ref(organization_id="no-such-org"),
-            ref(care_team_id=team),
-            ref(care_team_id="no-such-team"),
-        ]),
+        pb.ResolveRecipientsRequest(
+            recipients=[
+                ref(practitioner_id=in_a_and_b),
+                ref(practitioner_id=in_a_and_b, via_organization_id="org-b"),
+                ref(practitioner_id=unverified),
+                ref(organization_id="org-c"),
+                ref(organization_id="no-such-org"),
+                ref(care_team_id=team),
+                ref(care_team_id="no-such-team"),
+            ]
+        ),
         timeout=TIMEOUT,
     )
     pairs = {(r.practitioner_id, r.organization_id) for r in reply.recipients}
-    assert pairs == {(in_a_and_b, "org-a"), (in_a_and_b, "org-b"), ("", "org-c"),
-                     (team_member, "org-b")}
+    assert pairs == {
+        (in_a_and_b, "org-a"),
+        (in_a_and_b, "org-b"),
+        ("", "org-c"),
+        (team_member, "org-b"),
+    }
     assert {(d.source_index, d.reason) for d in reply.dropped} == {
         (2, "ERROR_REASON_LICENCE_UNVERIFIED"),
         (4, "ERROR_REASON_UNKNOWN_ORGANIZATION"),
@@ -79,9 +90,12 @@ async def test_care_teams_store_only_a_blind_index(identity: IdentityEnv) -> Non
     team = unique("ct")
     created = await identity.admin.CreateCareTeam(
         pb.CreateCareTeamRequest(
-            care_team_id=team, patient=PATIENT,
-            care_team=pb.CareTeam(managing_organization_id="org-b", display_name="Cardio",
-                                  active=True)),
+            care_team_id=team,
+            patient=PATIENT,
+            care_team=pb.CareTeam(
+                managing_organization_id="org-b", display_name="Cardio", active=True
+            ),
+        ),
         timeout=TIMEOUT,
     )
     assert created.patient_index == identity.indexer.patient(PATIENT.system, PATIENT.value)
@@ -100,7 +114,8 @@ async def test_creating_twice_is_already_exists_and_missing_references_not_found
     identity: IdentityEnv,
 ) -> None:
     request = pb.CreateOrganizationRequest(
-        organization_id="org-a", organization=pb.Organization(display_name="Again"))
+        organization_id="org-a", organization=pb.Organization(display_name="Again")
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await identity.admin.CreateOrganization(request, timeout=TIMEOUT)
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
@@ -109,8 +124,9 @@ async def test_creating_twice_is_already_exists_and_missing_references_not_found
         await add_membership(identity, doctor, "no-such-org")
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await identity.admin.GetPractitioner(pb.GetPractitionerRequest(practitioner_id="ghost"),
-                                             timeout=TIMEOUT)
+        await identity.admin.GetPractitioner(
+            pb.GetPractitionerRequest(practitioner_id="ghost"), timeout=TIMEOUT
+        )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -121,7 +137,8 @@ async def test_listing_pages_through_everything_once(identity: IdentityEnv) -> N
     token = ""
     while True:
         page = await identity.service("gateway").ListOrganizations(
-            pb.ListOrganizationsRequest(page_size=3, page_token=token), timeout=TIMEOUT)
+            pb.ListOrganizationsRequest(page_size=3, page_token=token), timeout=TIMEOUT
+        )
         assert len(page.organizations) <= 3
         seen += [o.id for o in page.organizations]
         token = page.next_page_token
@@ -136,16 +153,20 @@ async def test_every_change_is_in_the_ledger_with_its_actor(identity: IdentityEn
         before = await conn.fetchval("SELECT count(*) FROM audit_ledger")
     doctor = await register_practitioner(identity)  # create + verify licence
     membership = await add_membership(identity, doctor, "org-a")
-    await identity.admin.EndMembership(pb.EndMembershipRequest(membership_id=membership.id),
-                                       timeout=TIMEOUT)
+    await identity.admin.EndMembership(
+        pb.EndMembershipRequest(membership_id=membership.id), timeout=TIMEOUT
+    )
     async with identity.pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT actor, action, resource_id FROM audit_ledger WHERE seq > $1 ORDER BY seq",
-            before)
+            before,
+        )
         report = await audit.verify(conn)
     assert [r["action"] for r in rows] == [
-        "identity.practitioner.create", "identity.practitioner.verify_licence",
-        "identity.membership.create", "identity.membership.end",
+        "identity.practitioner.create",
+        "identity.practitioner.verify_licence",
+        "identity.membership.create",
+        "identity.membership.end",
     ]
     assert {r["actor"] for r in rows} == {"spiffe://medrelay.test/admin/admin"}
     assert report.ok
@@ -156,29 +177,34 @@ async def test_a_refused_change_leaves_no_ledger_record(identity: IdentityEnv) -
         before = await conn.fetchval("SELECT count(*) FROM audit_ledger")
     with pytest.raises(grpc.aio.AioRpcError):
         await identity.admin.CreateOrganization(
-            pb.CreateOrganizationRequest(organization_id="org-b",
-                                         organization=pb.Organization(display_name="Dup")),
-            timeout=TIMEOUT)
+            pb.CreateOrganizationRequest(
+                organization_id="org-b", organization=pb.Organization(display_name="Dup")
+            ),
+            timeout=TIMEOUT,
+        )
     async with identity.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM audit_ledger") == before
 
 
-async def test_database_down_is_unavailable_not_internal(identity: IdentityEnv,
-                                                         database_dsn: str) -> None:
+async def test_database_down_is_unavailable_not_internal(
+    identity: IdentityEnv, database_dsn: str
+) -> None:
     # Kill this service's connections from the server side: the next call may hit a dead
     # connection and must then answer UNAVAILABLE (asyncpg reconnects on the one after).
     conn = await asyncpg.connect(database_dsn)
     try:
         await conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'medrelay-identity' AND pid <> pg_backend_pid()")
+            "WHERE application_name = 'medrelay-identity' AND pid <> pg_backend_pid()"
+        )
     finally:
         await conn.close()
     codes = set()
     for _ in range(3):
         try:
             await identity.admin.GetOrganization(
-                pb.GetOrganizationRequest(organization_id="org-a"), timeout=TIMEOUT)
+                pb.GetOrganizationRequest(organization_id="org-a"), timeout=TIMEOUT
+            )
             codes.add(grpc.StatusCode.OK)
         except grpc.aio.AioRpcError as exc:
             codes.add(exc.code())

@@ -19,8 +19,9 @@ from .identity_env import TIMEOUT, TRUST_DOMAIN, IdentityEnv
 ADMIN = PeerIdentity.admin(TRUST_DOMAIN, "admin")
 
 
-def client_files(tmp_path: Path, ca: CertificateAuthority, trusted_ca: Path,
-                 **validity: datetime) -> CertPaths:
+def client_files(
+    tmp_path: Path, ca: CertificateAuthority, trusted_ca: Path, **validity: datetime
+) -> CertPaths:
     issued = ca.issue(ADMIN, server=False, client=True, **validity)
     paths = CertPaths(cert=tmp_path / "client.pem", key=tmp_path / "client.key", ca=trusted_ca)
     issued.write(paths.cert, paths.key)
@@ -53,8 +54,13 @@ async def test_a_certificate_from_another_ca_is_refused_at_the_handshake(
 async def test_an_expired_certificate_is_refused(identity: IdentityEnv, tmp_path: Path) -> None:
     ca = identity.pki.certificate_authority()
     now = datetime.now(UTC)
-    paths = client_files(tmp_path, ca, identity.pki.ca_path,
-                         not_before=now - timedelta(days=10), not_after=now - timedelta(days=1))
+    paths = client_files(
+        tmp_path,
+        ca,
+        identity.pki.ca_path,
+        not_before=now - timedelta(days=10),
+        not_after=now - timedelta(days=1),
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call_as(identity, paths)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

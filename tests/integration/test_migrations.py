@@ -11,6 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
 from medrelay import db
 
 MakePackage = Callable[[dict[str, str]], str]

@@ -17,10 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
 from medrelay import tls
 from medrelay.pki import CertPaths, DevPki
 from medrelay.spiffe import PeerIdentity
-
 from tests.pki_helpers import (
     TRUST_DOMAIN,
     admin_paths,

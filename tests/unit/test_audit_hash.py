@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from medrelay.audit import GENESIS_HASH, AuditEvent, canonical_encoding, record_hash
 
 BASE: dict[str, Any] = {

@@ -17,8 +17,9 @@ SYSTEM = rules.SystemFacts("org-a", "ehr", True, True)
 DOCTOR = rules.PractitionerFacts("dr", True, "verified")
 
 
-def member(org: str = "org-a", start: datetime = NOW - DAY, end: datetime | None = None,
-           mid: str = "m1") -> rules.MembershipFacts:
+def member(
+    org: str = "org-a", start: datetime = NOW - DAY, end: datetime | None = None, mid: str = "m1"
+) -> rules.MembershipFacts:
     return rules.MembershipFacts(mid, org, rules.Period(start, end))
 
 
@@ -26,22 +27,46 @@ def member(org: str = "org-a", start: datetime = NOW - DAY, end: datetime | None
     ("system", "practitioner", "memberships", "reason"),
     [
         (None, DOCTOR, [member()], R.ERROR_REASON_UNKNOWN_SYSTEM),
-        (rules.SystemFacts("org-a", "ehr", False, True), DOCTOR, [member()],
-         R.ERROR_REASON_SYSTEM_INACTIVE),
-        (rules.SystemFacts("org-a", "ehr", True, False), DOCTOR, [member()],
-         R.ERROR_REASON_ORGANIZATION_INACTIVE),
+        (
+            rules.SystemFacts("org-a", "ehr", False, True),
+            DOCTOR,
+            [member()],
+            R.ERROR_REASON_SYSTEM_INACTIVE,
+        ),
+        (
+            rules.SystemFacts("org-a", "ehr", True, False),
+            DOCTOR,
+            [member()],
+            R.ERROR_REASON_ORGANIZATION_INACTIVE,
+        ),
         (SYSTEM, None, [], R.ERROR_REASON_UNKNOWN_PRACTITIONER),
-        (SYSTEM, rules.PractitionerFacts("dr", False, "verified"), [member()],
-         R.ERROR_REASON_PRACTITIONER_INACTIVE),
-        (SYSTEM, rules.PractitionerFacts("dr", True, "unverified"), [member()],
-         R.ERROR_REASON_LICENCE_UNVERIFIED),
-        (SYSTEM, rules.PractitionerFacts("dr", True, "suspended"), [member()],
-         R.ERROR_REASON_LICENCE_UNVERIFIED),
+        (
+            SYSTEM,
+            rules.PractitionerFacts("dr", False, "verified"),
+            [member()],
+            R.ERROR_REASON_PRACTITIONER_INACTIVE,
+        ),
+        (
+            SYSTEM,
+            rules.PractitionerFacts("dr", True, "unverified"),
+            [member()],
+            R.ERROR_REASON_LICENCE_UNVERIFIED,
+        ),
+        (
+            SYSTEM,
+            rules.PractitionerFacts("dr", True, "suspended"),
+            [member()],
+            R.ERROR_REASON_LICENCE_UNVERIFIED,
+        ),
         (SYSTEM, DOCTOR, [], R.ERROR_REASON_NO_MEMBERSHIP),
         (SYSTEM, DOCTOR, [member(org="org-b")], R.ERROR_REASON_NO_MEMBERSHIP),
         (SYSTEM, DOCTOR, [member(start=NOW + DAY)], R.ERROR_REASON_MEMBERSHIP_NOT_YET_VALID),
-        (SYSTEM, DOCTOR, [member(start=NOW - 2 * DAY, end=NOW - DAY)],
-         R.ERROR_REASON_MEMBERSHIP_EXPIRED),
+        (
+            SYSTEM,
+            DOCTOR,
+            [member(start=NOW - 2 * DAY, end=NOW - DAY)],
+            R.ERROR_REASON_MEMBERSHIP_EXPIRED,
+        ),
         # The end is exclusive: a membership ending exactly now has ended.
         (SYSTEM, DOCTOR, [member(end=NOW)], R.ERROR_REASON_MEMBERSHIP_EXPIRED),
     ],
@@ -52,9 +77,13 @@ def test_denials(system, practitioner, memberships, reason) -> None:
 
 def test_the_longest_valid_membership_is_chosen() -> None:
     decision = rules.authorize(
-        SYSTEM, DOCTOR,
-        [member(end=NOW + DAY, mid="short"), member(end=None, mid="open"),
-         member(end=NOW - timedelta(seconds=1), mid="ended")],
+        SYSTEM,
+        DOCTOR,
+        [
+            member(end=NOW + DAY, mid="short"),
+            member(end=None, mid="open"),
+            member(end=NOW - timedelta(seconds=1), mid="ended"),
+        ],
         NOW,
     )
     assert decision == rules.Permit("open", None)
@@ -65,7 +94,8 @@ def test_a_membership_starting_exactly_now_is_valid() -> None:
 
 
 @given(
-    start=st.integers(-10_000, 10_000), length=st.one_of(st.none(), st.integers(1, 10_000)),
+    start=st.integers(-10_000, 10_000),
+    length=st.one_of(st.none(), st.integers(1, 10_000)),
     probe=st.integers(-20_000, 20_000),
 )
 def test_validity_is_half_open_to_the_second(start: int, length: int | None, probe: int) -> None:
@@ -91,6 +121,6 @@ def test_receiving_organizations_lists_current_active_memberships() -> None:
     assert rules.receiving_organizations(
         DOCTOR, memberships, frozenset({"org-c"}), NOW, "org-c"
     ) == rules.Deny(R.ERROR_REASON_MEMBERSHIP_EXPIRED)
-    assert rules.receiving_organizations(
-        DOCTOR, [], frozenset(), NOW
-    ) == rules.Deny(R.ERROR_REASON_NO_MEMBERSHIP)
+    assert rules.receiving_organizations(DOCTOR, [], frozenset(), NOW) == rules.Deny(
+        R.ERROR_REASON_NO_MEMBERSHIP
+    )

@@ -11,9 +11,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
 from medrelay.pki import CertificateAuthority, CertPaths, DevPki, init_dev_pki
 from medrelay.spiffe import PeerIdentity
-
 from tests.pki_helpers import TRUST_DOMAIN, make_pki
 
 UTC = datetime.UTC
