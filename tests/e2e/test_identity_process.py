@@ -57,7 +57,7 @@ class Process:
         return channel, pb_grpc.IdentityServiceStub(channel)
 
 
-def start(tmp: Path, dsn: str) -> Process:
+def start(tmp: Path, dsn: str, extra_env: dict[str, str] | None = None) -> Process:
     pki = init_dev_pki(
         tmp / "pki",
         TRUST_DOMAIN,
@@ -74,6 +74,7 @@ def start(tmp: Path, dsn: str) -> Process:
         MEDRELAY_TRUST_DOMAIN=TRUST_DOMAIN,
         MEDRELAY_BLIND_INDEX_KEY_FILE=str(tmp / "bi.key"),
     )
+    env.update(extra_env or {})
     (tmp / "bi.key").write_bytes(os.urandom(32))
     process = subprocess.Popen(
         [sys.executable, "-m", "medrelay.services.identity"],
@@ -233,3 +234,17 @@ def test_sigterm_lets_the_call_in_flight_finish(tmp_path: Path, database_dsn: st
     assert isinstance(result.get("reply"), pb.ListOrganizationsResponse)
     assert running.process.wait(timeout=20) == 0
     channel.close()
+
+
+def test_reflection_lists_the_service_and_health(identity_process: Process) -> None:
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    channel, _ = identity_process.stub(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
+    with channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        services = set(database.get_services())
+        method = database.FindFileContainingSymbol("medrelay.identity.v1.IdentityService")
+    assert {"medrelay.identity.v1.IdentityService", "grpc.health.v1.Health"} <= services
+    assert method.package == "medrelay.identity.v1"
