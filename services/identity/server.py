@@ -64,6 +64,29 @@ def _mask_paths(mask: FieldMask, allowed: frozenset[str], field: str = "update_m
     return sorted(set(paths))
 
 
+Validator = Callable[[Any], Any]
+
+
+def _masked_values(
+    mask: FieldMask, message: Any, validators: dict[str, Validator]
+) -> dict[str, Any]:
+    """The validated new value of every field the mask names (AIP-134 partial update)."""
+    paths = _mask_paths(mask, frozenset(validators))
+    return {path: validators[path](getattr(message, path)) for path in paths}
+
+
+def _update_details(values: dict[str, Any]) -> dict[str, Any]:
+    """What an update's audit record says: which fields changed, and the active flag."""
+    details: dict[str, Any] = {"fields": ",".join(sorted(values))}
+    if "active" in values:
+        details["active"] = values["active"]
+    return details
+
+
+def _keep(value: Any) -> Any:
+    return value
+
+
 def _identifiers(items: Sequence[pb.Identifier], field: str) -> list[dict[str, str]]:
     if len(items) > MAX_IDENTIFIERS:
         raise invalid_field(field, f"has more than {MAX_IDENTIFIERS} entries")
@@ -290,26 +313,20 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.Organization:
         org = request.organization
         organization_id = check.resource_id(org.id, "organization.id")
-        paths = _mask_paths(
-            request.update_mask, frozenset({"display_name", "identifiers", "active"})
+        values = _masked_values(
+            request.update_mask,
+            org,
+            {
+                "display_name": lambda v: check.text(v, "organization.display_name", max_chars=200),
+                "identifiers": lambda v: json.dumps(_identifiers(v, "organization.identifiers")),
+                "active": _keep,
+            },
         )
-        values: dict[str, Any] = {}
-        if "display_name" in paths:
-            values["display_name"] = check.text(
-                org.display_name, "organization.display_name", max_chars=200
-            )
-        if "identifiers" in paths:
-            values["identifiers"] = json.dumps(
-                _identifiers(org.identifiers, "organization.identifiers")
-            )
-        if "active" in paths:
-            values["active"] = org.active
         change = self._change(
             "identity.organization.update",
             "Organization",
             organization_id,
-            fields=",".join(paths),
-            **({"active": org.active} if "active" in paths else {}),
+            **_update_details(values),
         )
         row = await self._store.update_row(change, "organizations", {"id": organization_id}, values)
         return convert.organization(row)
@@ -370,20 +387,19 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         system = request.system
         organization_id = check.resource_id(system.organization_id, "system.organization_id")
         system_id = check.resource_id(system.id, "system.id")
-        paths = _mask_paths(request.update_mask, frozenset({"display_name", "active"}))
-        values: dict[str, Any] = {}
-        if "display_name" in paths:
-            values["display_name"] = check.text(
-                system.display_name, "system.display_name", max_chars=200
-            )
-        if "active" in paths:
-            values["active"] = system.active
+        values = _masked_values(
+            request.update_mask,
+            system,
+            {
+                "display_name": lambda v: check.text(v, "system.display_name", max_chars=200),
+                "active": _keep,
+            },
+        )
         change = self._change(
             "identity.system.update",
             "System",
             f"{organization_id}/{system_id}",
-            fields=",".join(paths),
-            **({"active": system.active} if "active" in paths else {}),
+            **_update_details(values),
         )
         row = await self._store.update_row(
             change,
@@ -452,24 +468,20 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.Practitioner:
         p = request.practitioner
         practitioner_id = check.resource_id(p.id, "practitioner.id")
-        paths = _mask_paths(request.update_mask, frozenset({"family_name", "given_name", "active"}))
-        values: dict[str, Any] = {}
-        if "family_name" in paths:
-            values["family_name"] = check.text(
-                p.family_name, "practitioner.family_name", max_chars=100
-            )
-        if "given_name" in paths:
-            values["given_name"] = check.text(
-                p.given_name, "practitioner.given_name", max_chars=100
-            )
-        if "active" in paths:
-            values["active"] = p.active
+        values = _masked_values(
+            request.update_mask,
+            p,
+            {
+                "family_name": lambda v: check.text(v, "practitioner.family_name", max_chars=100),
+                "given_name": lambda v: check.text(v, "practitioner.given_name", max_chars=100),
+                "active": _keep,
+            },
+        )
         change = self._change(
             "identity.practitioner.update",
             "Practitioner",
             practitioner_id,
-            fields=",".join(paths),
-            **({"active": p.active} if "active" in paths else {}),
+            **_update_details(values),
         )
         row = await self._store.update_row(change, "practitioners", {"id": practitioner_id}, values)
         return convert.practitioner(row)
