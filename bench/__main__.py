@@ -1,7 +1,8 @@
 """`make bench`: JSON lines, each figure beside the floor measured in the same run.
 
 Identity's Authorize over mutual TLS, with 1 and 32 concurrent callers, against the floor:
-an empty RPC on the same kind of server (bench/floor_server.py). Servers run as their own
+an empty RPC on the same kind of server (bench/floor_server.py). The envelope encryptor's
+throughput against raw AES-256-GCM from `cryptography` on the same data. Servers run as their own
 processes; the load runs here. Each figure is the median of several bounded runs.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.envelope import bench_envelope
 from bench.floor_server import METHOD
 from bench.load import LoadResult, median_result, run_load
 from medrelay import tls
@@ -216,6 +218,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="medrelay-bench-"))
     try:
         for entry in asyncio.run(bench_identity(work, args.seconds, args.repeats)):
+            print(json.dumps(entry), flush=True)
+        for entry in bench_envelope(max(args.repeats, 5)):
             print(json.dumps(entry), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
