@@ -32,6 +32,7 @@ from medrelay.embedded_pg import EmbeddedPostgres
 from medrelay.identity.v1 import identity_service_pb2 as pb
 from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from medrelay.pki import DevPki, init_dev_pki
+from medrelay.services.devstack import service_environment
 from medrelay.spiffe import PeerIdentity
 
 TRUST_DOMAIN = "medrelay.bench"
@@ -142,14 +143,14 @@ async def bench_identity(work: Path, seconds: float, repeats: int) -> list[dict]
     postgres = EmbeddedPostgres(work / "pg")
     dsn = postgres.start()
     identity_port, floor_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDRELAY_")}
-    env.update(
-        MEDRELAY_DATABASE_URL=dsn,
-        MEDRELAY_LISTEN_ADDRESS=f"127.0.0.1:{identity_port}",
-        MEDRELAY_PKI_DIR=str(work / "pki"),
-        MEDRELAY_TRUST_DOMAIN=TRUST_DOMAIN,
-        MEDRELAY_BLIND_INDEX_KEY_FILE=str(work / "bi.key"),
-        MEDRELAY_LOG_LEVEL="WARNING",
+    env = service_environment(
+        "identity",
+        database_url=dsn,
+        listen_address=f"127.0.0.1:{identity_port}",
+        trust_domain=TRUST_DOMAIN,
+        pki_dir=work / "pki",
+        blind_index_key_file=work / "bi.key",
+        extra={"MEDRELAY_LOG_LEVEL": "WARNING"},
     )
     servers = [
         # Long-lived servers started once; Popen returns at once, nothing awaits them here.

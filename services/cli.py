@@ -16,7 +16,7 @@ import asyncpg
 import typer
 
 from medrelay import audit, db
-from medrelay.settings import SERVICES, ServiceSettings, SettingsError, load
+from medrelay.settings import SERVICES
 
 app = typer.Typer(
     help="medrelay: consent-checked, end-to-end encrypted exchange of health documents.",
@@ -64,16 +64,12 @@ def serve(
     if service not in SERVICES:
         raise _fail(f"unknown service '{service}'; expected one of {', '.join(SERVICES)}")
     try:
-        settings = load(ServiceSettings, service=service)
-    except SettingsError as exc:
-        raise _fail(str(exc)) from None
-    try:
         module = importlib.import_module(f"medrelay.services.{service}.__main__")
     except ModuleNotFoundError:
         raise _fail(f"the {service} service is not implemented in this release") from None
-    from medrelay.runtime import run_service
+    from medrelay import runtime
 
-    asyncio.run(run_service(settings, module.build))
+    runtime.main(service, module.build)
 
 
 @app.command()

@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -57,6 +58,37 @@ def init_pki(home: Path, trust_domain: str) -> DevPki:
     return pki
 
 
+def service_environment(
+    service: str,
+    *,
+    database_url: str,
+    listen_address: str,
+    trust_domain: str,
+    pki_dir: Path,
+    blind_index_key_file: Path,
+    peers: dict[str, str] | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a service process started locally (dev stack, e2e tests, bench).
+
+    Starts from this process's environment without any MEDRELAY_* variable, so a setting
+    left in a developer's shell cannot leak into the process under test.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDRELAY_")}
+    env.update(
+        MEDRELAY_SERVICE=service,
+        MEDRELAY_DATABASE_URL=database_url,
+        MEDRELAY_LISTEN_ADDRESS=listen_address,
+        MEDRELAY_TRUST_DOMAIN=trust_domain,
+        MEDRELAY_PKI_DIR=str(pki_dir),
+        MEDRELAY_BLIND_INDEX_KEY_FILE=str(blind_index_key_file),
+    )
+    for peer, address in (peers or {}).items():
+        env[f"MEDRELAY_{peer.upper()}_ADDRESS"] = address
+    env.update(extra or {})
+    return env
+
+
 @dataclass
 class DevStack:
     """The processes of a running local stack."""
@@ -81,18 +113,15 @@ class DevStack:
 
     def service_env(self, service: str) -> dict[str, str]:
         """The environment of one service process."""
-        env = dict(os.environ)
-        env.update(
-            MEDRELAY_SERVICE=service,
-            MEDRELAY_DATABASE_URL=self.database_url,
-            MEDRELAY_LISTEN_ADDRESS=f"127.0.0.1:{self.ports[service]}",
-            MEDRELAY_TRUST_DOMAIN=self.trust_domain,
-            MEDRELAY_PKI_DIR=str(self.home / "pki"),
-            MEDRELAY_BLIND_INDEX_KEY_FILE=str(self.home / "blind-index.key"),
+        return service_environment(
+            service,
+            database_url=self.database_url,
+            listen_address=f"127.0.0.1:{self.ports[service]}",
+            trust_domain=self.trust_domain,
+            pki_dir=self.home / "pki",
+            blind_index_key_file=self.home / "blind-index.key",
+            peers={peer: f"127.0.0.1:{port}" for peer, port in self.ports.items()},
         )
-        for peer in SERVICES:
-            env[f"MEDRELAY_{peer.upper()}_ADDRESS"] = f"127.0.0.1:{self.ports[peer]}"
-        return env
 
     def start(self) -> None:
         """Database, PKI, migrations, then one process per service, waiting for health."""
@@ -158,6 +187,15 @@ async def wait_healthy(
             await asyncio.sleep(0.1)
 
 
+def redact_password(url: str) -> str:
+    """The URL without its password, fit to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def ports_from(base_port: int) -> dict[str, int]:
     """Service ports counted from a base (identity = base + 1, consent = base + 2, ...)."""
     return {
@@ -181,7 +219,7 @@ def run(home: Path, base_port: int = 7100) -> None:
         stack.start()
         pki_dir = home / "pki"
         print("medrelay local stack is up", flush=True)
-        print(f"  PostgreSQL  {stack.database_url}")
+        print(f"  PostgreSQL  {redact_password(stack.database_url)}")
         for service, process in stack.processes.items():
             print(f"  {service:<10}  127.0.0.1:{stack.ports[service]}  (pid {process.pid})")
         print(f"  PKI         {pki_dir}  (admin cert: {pki_dir}/admin/admin.pem)")

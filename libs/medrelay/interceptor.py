@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -102,8 +103,16 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
             await self._abort(context, unavailable("database"))
         else:
             correlation_id = uuid.uuid4().hex
-            log.exception(
-                "unexpected error", extra={"rpc": method, "correlation_id": correlation_id}
+            # The traceback's frames, not the exception's text: a driver's message can quote
+            # the value it choked on, and that value may be a patient's.
+            log.error(
+                "unexpected error",
+                extra={
+                    "rpc": method,
+                    "correlation_id": correlation_id,
+                    "error_type": type(exc).__name__,
+                    "traceback": "".join(traceback.format_tb(exc.__traceback__)),
+                },
             )
             await self._abort(
                 context,

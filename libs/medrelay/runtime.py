@@ -6,15 +6,18 @@ SIGTERM. A service's composition root only says how to build its servicer from a
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import grpc
 
 from medrelay import db, tls
 from medrelay.pki import CertPaths
 from medrelay.server import ServiceDefinition, create_server, serve_until_signalled
-from medrelay.settings import ServiceSettings
+from medrelay.settings import ServiceSettings, SettingsError, load
 from medrelay.spiffe import PeerIdentity
 from medrelay.telemetry import configure_logging, configure_telemetry
 
@@ -28,32 +31,73 @@ def migration_packages(service: str) -> list[str]:
     return ["medrelay", f"medrelay.services.{service}"]
 
 
+class StartupError(SettingsError):
+    """The process cannot start; the message names the setting or dependency to fix."""
+
+
 def certificate_paths(settings: ServiceSettings) -> CertPaths:
     """Explicit MEDRELAY_TLS_* files, or this service's files in the PKI folder."""
     if settings.tls_cert and settings.tls_key and settings.tls_ca:
         return CertPaths(cert=settings.tls_cert, key=settings.tls_key, ca=settings.tls_ca)
     from medrelay.pki import DevPki
 
-    pki = DevPki.load(settings.pki_dir, settings.trust_domain)
+    try:
+        pki = DevPki.load(settings.pki_dir, settings.trust_domain)
+    except FileNotFoundError as exc:
+        raise StartupError(f"MEDRELAY_PKI_DIR: {exc}") from None
     return pki.paths(PeerIdentity.service(settings.trust_domain, settings.service))
+
+
+def main(service: str, build: BuildService) -> None:
+    """Entry point of a service process: a startup failure is one line and exit status 2."""
+    try:
+        asyncio.run(run_service(load(ServiceSettings, service=service), build))
+    except SettingsError as exc:
+        print(f"medrelay {service}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _connect_database(settings: ServiceSettings) -> asyncpg.Pool:
+    """Migrations then the pool; PostgreSQL being unreachable is a clear startup error."""
+    try:
+        await db.migrate(
+            settings.database_url, settings.service, migration_packages(settings.service)
+        )
+        return await db.create_pool(
+            settings.database_url, settings.service, max_size=settings.db_pool_size
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # The exception text may hold the URL with its password: name the type only.
+        raise StartupError(
+            f"MEDRELAY_DATABASE_URL: cannot use PostgreSQL ({type(exc).__name__})"
+        ) from None
 
 
 async def run_service(settings: ServiceSettings, build: BuildService) -> None:
     """Run one service until SIGTERM; in-flight calls get the configured grace period."""
     configure_logging(settings.service, settings.log_level, settings.log_format)
     configure_telemetry(settings.service, settings.otlp_endpoint)
-    await db.migrate(settings.database_url, settings.service, migration_packages(settings.service))
-    pool = await db.create_pool(
-        settings.database_url, settings.service, max_size=settings.db_pool_size
-    )
+    credentials = _server_credentials(settings)
+    pool = await _connect_database(settings)
     try:
         definition = await build(settings, pool)
-        running = await create_server(
-            definition,
-            settings.listen_address,
-            tls.server_credentials(certificate_paths(settings)),
-            trust_domain=settings.trust_domain,
-        )
+        try:
+            running = await create_server(
+                definition,
+                settings.listen_address,
+                credentials,
+                trust_domain=settings.trust_domain,
+            )
+        except OSError as exc:
+            raise StartupError(f"MEDRELAY_LISTEN_ADDRESS: {exc}") from None
         await serve_until_signalled(running, settings.shutdown_grace_seconds)
     finally:
         await pool.close()
+
+
+def _server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials:
+    paths = certificate_paths(settings)
+    try:
+        return tls.server_credentials(paths)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"MEDRELAY_TLS_CERT/MEDRELAY_PKI_DIR: {exc}") from None

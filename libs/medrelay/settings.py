@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -196,15 +196,14 @@ def load(cls: type[T], env: Mapping[str, str] | None = None, **overrides: Any) -
             continue
         raw = source.get(name)
         if raw is None or raw == "":
+            if spec.default is MISSING and spec.default_factory is MISSING:
+                raise SettingsError(f"{name}: required")
             continue
         try:
             values[spec.name] = spec.metadata["parse"](raw)
         except ValueError as exc:
             raise SettingsError(f"{name}: {exc}") from None
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise SettingsError(f"missing setting: {exc}") from None
+    return cls(**values)
 
 
 def describe(cls: type[Any]) -> list[tuple[str, str]]:

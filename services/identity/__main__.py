@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 
+from medrelay import runtime
 from medrelay.blind_index import BlindIndexer
-from medrelay.runtime import run_service
 from medrelay.server import ServiceDefinition
-from medrelay.settings import ServiceSettings, load
+from medrelay.settings import ServiceSettings
 
 from .server import IdentityServicer, definition
 from .store import IdentityStore
@@ -17,14 +15,18 @@ from .store import IdentityStore
 
 async def build(settings: ServiceSettings, pool: asyncpg.Pool) -> ServiceDefinition:
     """The identity servicer over its store."""
-    indexer = BlindIndexer.from_key_file(settings.blind_index_key_file)
+    try:
+        indexer = BlindIndexer.from_key_file(settings.blind_index_key_file)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise runtime.StartupError(f"MEDRELAY_BLIND_INDEX_KEY_FILE: {reason}") from None
     servicer = IdentityServicer(IdentityStore(pool), indexer, trust_domain=settings.trust_domain)
     return definition(servicer)
 
 
 def main() -> None:
     """`python -m medrelay.services.identity`, the same as `medrelay serve identity`."""
-    asyncio.run(run_service(load(ServiceSettings, service="identity"), build))
+    runtime.main("identity", build)
 
 
 if __name__ == "__main__":

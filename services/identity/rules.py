@@ -105,6 +105,17 @@ def membership_entitlement(
     return Deny(ErrorReason.ERROR_REASON_MEMBERSHIP_EXPIRED)
 
 
+def system_standing(system: SystemFacts | None) -> Deny | None:
+    """Refuse unknown or inactive systems, and systems of inactive organisations."""
+    if system is None:
+        return Deny(ErrorReason.ERROR_REASON_UNKNOWN_SYSTEM)
+    if not system.system_active:
+        return Deny(ErrorReason.ERROR_REASON_SYSTEM_INACTIVE)
+    if not system.organization_active:
+        return Deny(ErrorReason.ERROR_REASON_ORGANIZATION_INACTIVE)
+    return None
+
+
 def authorize(
     system: SystemFacts | None,
     practitioner: PractitionerFacts | None,
@@ -112,12 +123,10 @@ def authorize(
     now: datetime,
 ) -> Permit | Deny:
     """May this system act for this practitioner now? Checks in the documented order."""
-    if system is None:
-        return Deny(ErrorReason.ERROR_REASON_UNKNOWN_SYSTEM)
-    if not system.system_active:
-        return Deny(ErrorReason.ERROR_REASON_SYSTEM_INACTIVE)
-    if not system.organization_active:
-        return Deny(ErrorReason.ERROR_REASON_ORGANIZATION_INACTIVE)
+    refused = system_standing(system)
+    if refused is not None:
+        return refused
+    assert system is not None
     refused = practitioner_standing(practitioner)
     if refused is not None:
         return refused

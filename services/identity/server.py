@@ -146,6 +146,19 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def _change(self, action: str, resource_type: str, resource_id: str, **details: Any) -> Change:
         return Change(current_caller().uri, action, resource_type, resource_id, details)
 
+    async def _require_standing_system(self) -> None:
+        """A system caller must be registered and active, with its organisation active.
+
+        The certificate proves who it is; this says it still belongs here. Admins and
+        services are vouched for by their certificates alone.
+        """
+        caller = current_caller()
+        if caller.kind is not IdentityKind.SYSTEM:
+            return
+        refused = rules.system_standing(await self._store.system_facts(caller.uri))
+        if refused is not None:
+            raise permission_denied(refused.reason, DENIAL_MESSAGES[refused.reason])
+
     # ----- Authorisation ---------------------------------------------------------
 
     def _acting_system(self, requested: str) -> str:
@@ -199,6 +212,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def ResolveRecipients(
         self, request: pb.ResolveRecipientsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ResolveRecipientsResponse:
+        await self._require_standing_system()
         refs = list(request.recipients)
         if not refs:
             raise invalid_field("recipients", "is required")
@@ -289,6 +303,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def GetOrganization(
         self, request: pb.GetOrganizationRequest, context: grpc.aio.ServicerContext
     ) -> pb.Organization:
+        await self._require_standing_system()
         organization_id = check.resource_id(request.organization_id, "organization_id")
         row = await self._store.get("organizations", {"id": organization_id})
         if row is None:
@@ -298,6 +313,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def ListOrganizations(
         self, request: pb.ListOrganizationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListOrganizationsResponse:
+        await self._require_standing_system()
         limit = check.page_size(request.page_size)
         after = check.page_token(request.page_token)
         rows = await self._store.page(
@@ -432,6 +448,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def GetPractitioner(
         self, request: pb.GetPractitionerRequest, context: grpc.aio.ServicerContext
     ) -> pb.Practitioner:
+        await self._require_standing_system()
         practitioner_id = check.resource_id(request.practitioner_id, "practitioner_id")
         row = await self._store.get("practitioners", {"id": practitioner_id})
         if row is None:
@@ -441,6 +458,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def ListPractitioners(
         self, request: pb.ListPractitionersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListPractitionersResponse:
+        await self._require_standing_system()
         limit = check.page_size(request.page_size)
         after = check.page_token(request.page_token)
         if request.organization_id:

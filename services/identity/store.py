@@ -93,6 +93,20 @@ class IdentityStore:
         memberships = [r for r in rows if r["membership_id"] is not None]
         return system, practitioner_facts(first), memberships
 
+    async def system_facts(self, spiffe_id: str) -> rules.SystemFacts | None:
+        """A system and its organisation's state, by the system's certificate identity."""
+        row: Row | None = await self._pool.fetchrow(
+            "SELECT s.organization_id, s.id, s.active, o.active AS organization_active "
+            "FROM systems s JOIN organizations o ON o.id = s.organization_id "
+            "WHERE s.spiffe_id = $1",
+            spiffe_id,
+        )
+        if row is None:
+            return None
+        return rules.SystemFacts(
+            row["organization_id"], row["id"], row["active"], row["organization_active"]
+        )
+
     async def practitioner_with_memberships(
         self, practitioner_id: str
     ) -> tuple[rules.PractitionerFacts | None, list[rules.MembershipFacts]]:

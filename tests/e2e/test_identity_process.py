@@ -31,6 +31,7 @@ from medrelay.errors import error_info_from_metadata
 from medrelay.identity.v1 import identity_service_pb2 as pb
 from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from medrelay.pki import DevPki, init_dev_pki
+from medrelay.services.devstack import service_environment
 from medrelay.spiffe import PeerIdentity
 
 TRUST_DOMAIN = "medrelay.test"
@@ -66,15 +67,15 @@ def start(tmp: Path, dsn: str, extra_env: dict[str, str] | None = None) -> Proce
         systems={"org-a": ["ehr"]},
     )
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDRELAY_")}
-    env.update(
-        MEDRELAY_DATABASE_URL=dsn,
-        MEDRELAY_LISTEN_ADDRESS=f"127.0.0.1:{port}",
-        MEDRELAY_PKI_DIR=str(tmp / "pki"),
-        MEDRELAY_TRUST_DOMAIN=TRUST_DOMAIN,
-        MEDRELAY_BLIND_INDEX_KEY_FILE=str(tmp / "bi.key"),
+    env = service_environment(
+        "identity",
+        database_url=dsn,
+        listen_address=f"127.0.0.1:{port}",
+        trust_domain=TRUST_DOMAIN,
+        pki_dir=tmp / "pki",
+        blind_index_key_file=tmp / "bi.key",
+        extra=extra_env,
     )
-    env.update(extra_env or {})
     (tmp / "bi.key").write_bytes(os.urandom(32))
     process = subprocess.Popen(
         [sys.executable, "-m", "medrelay.services.identity"],

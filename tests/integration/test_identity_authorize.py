@@ -266,3 +266,58 @@ async def test_a_call_without_deadline_is_refused(identity: IdentityEnv) -> None
         await identity.admin.ListOrganizations(pb.ListOrganizationsRequest())
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(caught.value).reason == "ERROR_REASON_DEADLINE_REQUIRED"
+
+
+async def test_a_system_no_longer_in_standing_cannot_read_the_directory(
+    identity: IdentityEnv, dev_pki
+) -> None:
+    from medrelay.pki import init_dev_pki
+
+    init_dev_pki(
+        dev_pki.directory, TRUST_DOMAIN, services=[], admins=[], systems={"org-y": ["ehr"]}
+    )
+    assert (
+        await denial(
+            identity.system("org-y").ListOrganizations(
+                pb.ListOrganizationsRequest(), timeout=TIMEOUT
+            )
+        )
+        == "ERROR_REASON_UNKNOWN_SYSTEM"
+    )
+
+    mask = {"paths": ["active"]}
+    await identity.admin.UpdateSystem(
+        pb.UpdateSystemRequest(
+            system=pb.System(organization_id="org-c", id="lab", active=False), update_mask=mask
+        ),
+        timeout=TIMEOUT,
+    )
+    lab = identity.system("org-c", "lab")
+    try:
+        assert (
+            await denial(
+                lab.GetPractitioner(
+                    pb.GetPractitionerRequest(practitioner_id="anyone"), timeout=TIMEOUT
+                )
+            )
+            == "ERROR_REASON_SYSTEM_INACTIVE"
+        )
+        assert (
+            await denial(
+                lab.ResolveRecipients(
+                    pb.ResolveRecipientsRequest(
+                        recipients=[types_pb2.RecipientRef(organization_id="org-a")]
+                    ),
+                    timeout=TIMEOUT,
+                )
+            )
+            == "ERROR_REASON_SYSTEM_INACTIVE"
+        )
+    finally:
+        await identity.admin.UpdateSystem(
+            pb.UpdateSystemRequest(
+                system=pb.System(organization_id="org-c", id="lab", active=True), update_mask=mask
+            ),
+            timeout=TIMEOUT,
+        )
+    await lab.ListOrganizations(pb.ListOrganizationsRequest(), timeout=TIMEOUT)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncpg
 import grpc
 import pytest
 
 from medrelay import audit
 from medrelay.common.v1 import types_pb2
+from medrelay.errors import error_info
 from medrelay.identity.v1 import identity_service_pb2 as pb
 
 from .identity_env import TIMEOUT, IdentityEnv, register_org, register_practitioner, unique
@@ -186,27 +186,20 @@ async def test_a_refused_change_leaves_no_ledger_record(identity: IdentityEnv) -
         assert await conn.fetchval("SELECT count(*) FROM audit_ledger") == before
 
 
-async def test_database_down_is_unavailable_not_internal(
-    identity: IdentityEnv, database_dsn: str
-) -> None:
-    # Kill this service's connections from the server side: the next call may hit a dead
-    # connection and must then answer UNAVAILABLE (asyncpg reconnects on the one after).
-    conn = await asyncpg.connect(database_dsn)
+async def test_database_down_is_unavailable_then_recovers(identity: IdentityEnv, postgres) -> None:
+    request = pb.GetOrganizationRequest(organization_id="org-a")
+    await identity.admin.GetOrganization(request, timeout=TIMEOUT)
+    postgres.stop()
     try:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'medrelay-identity' AND pid <> pg_backend_pid()"
-        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await identity.admin.GetOrganization(request, timeout=TIMEOUT)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        info = error_info(caught.value)
+        assert info is not None and info.reason == "ERROR_REASON_DEPENDENCY_UNAVAILABLE"
+        assert info.metadata["dependency"] == "database"
     finally:
-        await conn.close()
-    codes = set()
-    for _ in range(3):
-        try:
-            await identity.admin.GetOrganization(
-                pb.GetOrganizationRequest(organization_id="org-a"), timeout=TIMEOUT
-            )
-            codes.add(grpc.StatusCode.OK)
-        except grpc.aio.AioRpcError as exc:
-            codes.add(exc.code())
-    assert codes <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
-    assert grpc.StatusCode.OK in codes
+        postgres.start()
+        # Connections that died with the server are replaced on their next use.
+        await identity.pool.expire_connections()
+    reply = await identity.admin.GetOrganization(request, timeout=TIMEOUT)
+    assert reply.id == "org-a"
