@@ -1,0 +1,139 @@
+"""Settings of the keys service only (MEDRELAY_KEYS_* and MEDRELAY_VAULT_*).
+
+The shared ServiceSettings says how to run a service; these say where keys live. They are
+validated at startup like the rest: a wrong value stops the process with the variable's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from medrelay.settings import SettingsError, _env, _positive_float
+
+BACKENDS = ("local", "vault")
+VAULT_AUTH_METHODS = ("token", "approle", "kubernetes")
+
+
+def _choice(allowed: tuple[str, ...]) -> object:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _mount(value: str) -> str:
+    cleaned = value.strip("/")
+    if not cleaned or any(not part for part in cleaned.split("/")):
+        raise ValueError("expected a mount path such as transit")
+    return cleaned
+
+
+def _vault_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class KeysSettings:
+    """Where the keys service keeps keys, and how it reaches Vault."""
+
+    backend: str = _env(
+        "MEDRELAY_KEYS_BACKEND",
+        "local (keys in PostgreSQL under a master key file) or vault (HashiCorp Vault Transit).",
+        _choice(BACKENDS),
+        default="local",
+    )
+    master_key_file: Path = _env(
+        "MEDRELAY_KEYS_MASTER_KEY_FILE",
+        "local backend: 32-byte master key, created with 0600 permissions on first start.",
+        Path,
+        default=Path(".medrelay/keys-master.key"),
+    )
+    key_prefix: str = _env(
+        "MEDRELAY_KEYS_KEY_PREFIX",
+        "Prefix of every key name medrelay creates, so one Vault can serve several deployments.",
+        default="medrelay-",
+    )
+    vault_addr: str = _env(
+        "MEDRELAY_VAULT_ADDR",
+        "vault backend: Vault's URL, e.g. https://vault.vault.svc:8200.",
+        _vault_url,
+        default="",
+    )
+    vault_ca_cert: Path | None = _env(
+        "MEDRELAY_VAULT_CACERT",
+        "vault backend: CA bundle for Vault's TLS certificate (default: the system's).",
+        Path,
+        default=None,
+    )
+    vault_namespace: str = _env(
+        "MEDRELAY_VAULT_NAMESPACE",
+        "vault backend: Vault Enterprise namespace, if any.",
+        default="",
+    )
+    vault_transit_mount: str = _env(
+        "MEDRELAY_VAULT_TRANSIT_MOUNT",
+        "vault backend: mount path of the Transit secrets engine.",
+        _mount,
+        default="transit",
+    )
+    vault_auth: str = _env(
+        "MEDRELAY_VAULT_AUTH",
+        "vault backend: token, approle or kubernetes.",
+        _choice(VAULT_AUTH_METHODS),
+        default="kubernetes",
+    )
+    vault_auth_mount: str = _env(
+        "MEDRELAY_VAULT_AUTH_MOUNT",
+        "vault backend: mount path of the auth method (default: approle or kubernetes).",
+        _mount,
+        default="",
+    )
+    vault_token_file: Path | None = _env(
+        "MEDRELAY_VAULT_TOKEN_FILE",
+        "vault backend, token auth: file holding the token (else VAULT_TOKEN).",
+        Path,
+        default=None,
+    )
+    vault_role: str = _env(
+        "MEDRELAY_VAULT_ROLE",
+        "vault backend: the Kubernetes auth role, or the AppRole role_id.",
+        default="",
+    )
+    vault_secret_id_file: Path | None = _env(
+        "MEDRELAY_VAULT_SECRET_ID_FILE",
+        "vault backend, approle auth: file holding the secret_id.",
+        Path,
+        default=None,
+    )
+    vault_kubernetes_token_file: Path = _env(
+        "MEDRELAY_VAULT_KUBERNETES_TOKEN_FILE",
+        "vault backend, kubernetes auth: the service account token.",
+        Path,
+        default=Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+    )
+    vault_timeout_seconds: float = _env(
+        "MEDRELAY_VAULT_TIMEOUT_SECONDS",
+        "vault backend: how long one Vault request may take before the call fails UNAVAILABLE.",
+        _positive_float,
+        default=5.0,
+    )
+
+    def __post_init__(self) -> None:
+        if self.backend != "vault":
+            return
+        if not self.vault_addr:
+            raise SettingsError("MEDRELAY_VAULT_ADDR: required with MEDRELAY_KEYS_BACKEND=vault")
+        if self.vault_auth in {"approle", "kubernetes"} and not self.vault_role:
+            raise SettingsError(
+                f"MEDRELAY_VAULT_ROLE: required with MEDRELAY_VAULT_AUTH={self.vault_auth}"
+            )
+        if self.vault_auth == "approle" and self.vault_secret_id_file is None:
+            raise SettingsError("MEDRELAY_VAULT_SECRET_ID_FILE: required with approle auth")
+        if not self.vault_auth_mount:
+            default_mount = "token" if self.vault_auth == "token" else self.vault_auth
+            object.__setattr__(self, "vault_auth_mount", default_mount)
