@@ -1,0 +1,1 @@
+"""The keys service: key custody, envelope-encryption wraps, blind indexes and signatures."""
