@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#medrelay/keys/v1/keys_service.proto\x12\x10medrelay.keys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"h\n\x07KeyWrap\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x13\n\x0bkey_version\x18\x02 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x16GenerateDataKeyRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x18\n\x10organization_ids\x18\x02 \x03(\t\"U\n\x17GenerateDataKeyResponse\x12\x10\n\x08\x64\x61ta_key\x18\x01 \x01(\x0c\x12(\n\x05wraps\x18\x02 \x03(\x0b\x32\x19.medrelay.keys.v1.KeyWrap\"D\n\x14UnwrapDataKeyRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\"R\n\x15UnwrapDataKeyResponse\x12\x10\n\x08\x64\x61ta_key\x18\x01 \x01(\x0c\x12\'\n\x04wrap\x18\x02 \x01(\x0b\x32\x19.medrelay.keys.v1.KeyWrap\"b\n\rRewrapRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x1e\n\x16source_organization_id\x18\x02 \x01(\t\x12\x1c\n\x14\x61\x64\x64_organization_ids\x18\x03 \x03(\t\":\n\x0eRewrapResponse\x12(\n\x05wraps\x18\x01 \x03(\x0b\x32\x19.medrelay.keys.v1.KeyWrap\"<\n\x0cShredRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\"!\n\rShredResponse\x12\x10\n\x08shredded\x18\x01 \x01(\x05\"K\n\x10RotateKeyRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x1e\n\x16min_decryption_version\x18\x02 \x01(\x05\"Z\n\x07KeyInfo\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x16\n\x0elatest_version\x18\x02 \x01(\x05\x12\x1e\n\x16min_decryption_version\x18\x03 \x01(\x05\"0\n\x11\x42lindIndexRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"#\n\x12\x42lindIndexResponse\x12\r\n\x05index\x18\x01 \x01(\t\"6\n\x0bSignRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\"6\n\x0cSignResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\x05\"K\n\rVerifyRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"\x1f\n\x0eVerifyResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x32\xa7\x05\n\x0bKeysService\x12\x66\n\x0fGenerateDataKey\x12(.medrelay.keys.v1.GenerateDataKeyRequest\x1a).medrelay.keys.v1.GenerateDataKeyResponse\x12`\n\rUnwrapDataKey\x12&.medrelay.keys.v1.UnwrapDataKeyRequest\x1a\'.medrelay.keys.v1.UnwrapDataKeyResponse\x12K\n\x06Rewrap\x12\x1f.medrelay.keys.v1.RewrapRequest\x1a .medrelay.keys.v1.RewrapResponse\x12H\n\x05Shred\x12\x1e.medrelay.keys.v1.ShredRequest\x1a\x1f.medrelay.keys.v1.ShredResponse\x12J\n\tRotateKey\x12\".medrelay.keys.v1.RotateKeyRequest\x1a\x19.medrelay.keys.v1.KeyInfo\x12W\n\nBlindIndex\x12#.medrelay.keys.v1.BlindIndexRequest\x1a$.medrelay.keys.v1.BlindIndexResponse\x12\x45\n\x04Sign\x12\x1d.medrelay.keys.v1.SignRequest\x1a\x1e.medrelay.keys.v1.SignResponse\x12K\n\x06Verify\x12\x1f.medrelay.keys.v1.VerifyRequest\x1a .medrelay.keys.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#medrelay/keys/v1/keys_service.proto\x12\x10medrelay.keys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"h\n\x07KeyWrap\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x13\n\x0bkey_version\x18\x02 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x16GenerateDataKeyRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x18\n\x10organization_ids\x18\x02 \x03(\t\"U\n\x17GenerateDataKeyResponse\x12\x10\n\x08\x64\x61ta_key\x18\x01 \x01(\x0c\x12(\n\x05wraps\x18\x02 \x03(\x0b\x32\x19.medrelay.keys.v1.KeyWrap\"D\n\x14UnwrapDataKeyRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\"R\n\x15UnwrapDataKeyResponse\x12\x10\n\x08\x64\x61ta_key\x18\x01 \x01(\x0c\x12\'\n\x04wrap\x18\x02 \x01(\x0b\x32\x19.medrelay.keys.v1.KeyWrap\"b\n\rRewrapRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x1e\n\x16source_organization_id\x18\x02 \x01(\t\x12\x1c\n\x14\x61\x64\x64_organization_ids\x18\x03 \x03(\t\":\n\x0eRewrapResponse\x12(\n\x05wraps\x18\x01 \x03(\x0b\x32\x19.medrelay.keys.v1.KeyWrap\"4\n\x19RewrapOrganizationRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\"D\n\x1aRewrapOrganizationResponse\x12\x11\n\trewrapped\x18\x01 \x01(\x05\x12\x13\n\x0bkey_version\x18\x02 \x01(\x05\"<\n\x0cShredRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\"!\n\rShredResponse\x12\x10\n\x08shredded\x18\x01 \x01(\x05\"K\n\x10RotateKeyRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x1e\n\x16min_decryption_version\x18\x02 \x01(\x05\"Z\n\x07KeyInfo\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x16\n\x0elatest_version\x18\x02 \x01(\x05\x12\x1e\n\x16min_decryption_version\x18\x03 \x01(\x05\"0\n\x11\x42lindIndexRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"#\n\x12\x42lindIndexResponse\x12\r\n\x05index\x18\x01 \x01(\t\"6\n\x0bSignRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\"6\n\x0cSignResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\x05\"`\n\rVerifyRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x04 \x01(\x05\"\x1f\n\x0eVerifyResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x32\x98\x06\n\x0bKeysService\x12\x66\n\x0fGenerateDataKey\x12(.medrelay.keys.v1.GenerateDataKeyRequest\x1a).medrelay.keys.v1.GenerateDataKeyResponse\x12`\n\rUnwrapDataKey\x12&.medrelay.keys.v1.UnwrapDataKeyRequest\x1a\'.medrelay.keys.v1.UnwrapDataKeyResponse\x12K\n\x06Rewrap\x12\x1f.medrelay.keys.v1.RewrapRequest\x1a .medrelay.keys.v1.RewrapResponse\x12o\n\x12RewrapOrganization\x12+.medrelay.keys.v1.RewrapOrganizationRequest\x1a,.medrelay.keys.v1.RewrapOrganizationResponse\x12H\n\x05Shred\x12\x1e.medrelay.keys.v1.ShredRequest\x1a\x1f.medrelay.keys.v1.ShredResponse\x12J\n\tRotateKey\x12\".medrelay.keys.v1.RotateKeyRequest\x1a\x19.medrelay.keys.v1.KeyInfo\x12W\n\nBlindIndex\x12#.medrelay.keys.v1.BlindIndexRequest\x1a$.medrelay.keys.v1.BlindIndexResponse\x12\x45\n\x04Sign\x12\x1d.medrelay.keys.v1.SignRequest\x1a\x1e.medrelay.keys.v1.SignResponse\x12K\n\x06Verify\x12\x1f.medrelay.keys.v1.VerifyRequest\x1a .medrelay.keys.v1.VerifyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,26 +46,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REWRAPREQUEST']._serialized_end=608
   _globals['_REWRAPRESPONSE']._serialized_start=610
   _globals['_REWRAPRESPONSE']._serialized_end=668
-  _globals['_SHREDREQUEST']._serialized_start=670
-  _globals['_SHREDREQUEST']._serialized_end=730
-  _globals['_SHREDRESPONSE']._serialized_start=732
-  _globals['_SHREDRESPONSE']._serialized_end=765
-  _globals['_ROTATEKEYREQUEST']._serialized_start=767
-  _globals['_ROTATEKEYREQUEST']._serialized_end=842
-  _globals['_KEYINFO']._serialized_start=844
-  _globals['_KEYINFO']._serialized_end=934
-  _globals['_BLINDINDEXREQUEST']._serialized_start=936
-  _globals['_BLINDINDEXREQUEST']._serialized_end=984
-  _globals['_BLINDINDEXRESPONSE']._serialized_start=986
-  _globals['_BLINDINDEXRESPONSE']._serialized_end=1021
-  _globals['_SIGNREQUEST']._serialized_start=1023
-  _globals['_SIGNREQUEST']._serialized_end=1077
-  _globals['_SIGNRESPONSE']._serialized_start=1079
-  _globals['_SIGNRESPONSE']._serialized_end=1133
-  _globals['_VERIFYREQUEST']._serialized_start=1135
-  _globals['_VERIFYREQUEST']._serialized_end=1210
-  _globals['_VERIFYRESPONSE']._serialized_start=1212
-  _globals['_VERIFYRESPONSE']._serialized_end=1243
-  _globals['_KEYSSERVICE']._serialized_start=1246
-  _globals['_KEYSSERVICE']._serialized_end=1925
+  _globals['_REWRAPORGANIZATIONREQUEST']._serialized_start=670
+  _globals['_REWRAPORGANIZATIONREQUEST']._serialized_end=722
+  _globals['_REWRAPORGANIZATIONRESPONSE']._serialized_start=724
+  _globals['_REWRAPORGANIZATIONRESPONSE']._serialized_end=792
+  _globals['_SHREDREQUEST']._serialized_start=794
+  _globals['_SHREDREQUEST']._serialized_end=854
+  _globals['_SHREDRESPONSE']._serialized_start=856
+  _globals['_SHREDRESPONSE']._serialized_end=889
+  _globals['_ROTATEKEYREQUEST']._serialized_start=891
+  _globals['_ROTATEKEYREQUEST']._serialized_end=966
+  _globals['_KEYINFO']._serialized_start=968
+  _globals['_KEYINFO']._serialized_end=1058
+  _globals['_BLINDINDEXREQUEST']._serialized_start=1060
+  _globals['_BLINDINDEXREQUEST']._serialized_end=1108
+  _globals['_BLINDINDEXRESPONSE']._serialized_start=1110
+  _globals['_BLINDINDEXRESPONSE']._serialized_end=1145
+  _globals['_SIGNREQUEST']._serialized_start=1147
+  _globals['_SIGNREQUEST']._serialized_end=1201
+  _globals['_SIGNRESPONSE']._serialized_start=1203
+  _globals['_SIGNRESPONSE']._serialized_end=1257
+  _globals['_VERIFYREQUEST']._serialized_start=1259
+  _globals['_VERIFYREQUEST']._serialized_end=1355
+  _globals['_VERIFYRESPONSE']._serialized_start=1357
+  _globals['_VERIFYRESPONSE']._serialized_end=1388
+  _globals['_KEYSSERVICE']._serialized_start=1391
+  _globals['_KEYSSERVICE']._serialized_end=2183
 # @@protoc_insertion_point(module_scope)

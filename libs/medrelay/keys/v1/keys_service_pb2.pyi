@@ -67,6 +67,20 @@ class RewrapResponse(_message.Message):
     wraps: _containers.RepeatedCompositeFieldContainer[KeyWrap]
     def __init__(self, wraps: _Optional[_Iterable[_Union[KeyWrap, _Mapping]]] = ...) -> None: ...
 
+class RewrapOrganizationRequest(_message.Message):
+    __slots__ = ("organization_id",)
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    def __init__(self, organization_id: _Optional[str] = ...) -> None: ...
+
+class RewrapOrganizationResponse(_message.Message):
+    __slots__ = ("rewrapped", "key_version")
+    REWRAPPED_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    rewrapped: int
+    key_version: int
+    def __init__(self, rewrapped: _Optional[int] = ..., key_version: _Optional[int] = ...) -> None: ...
+
 class ShredRequest(_message.Message):
     __slots__ = ("document_id", "organization_id")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -130,14 +144,16 @@ class SignResponse(_message.Message):
     def __init__(self, signature: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("organization_id", "digest", "signature")
+    __slots__ = ("organization_id", "digest", "signature", "key_version")
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
     organization_id: str
     digest: bytes
     signature: bytes
-    def __init__(self, organization_id: _Optional[str] = ..., digest: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    key_version: int
+    def __init__(self, organization_id: _Optional[str] = ..., digest: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
     __slots__ = ("valid",)

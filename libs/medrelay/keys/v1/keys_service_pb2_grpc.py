@@ -50,6 +50,11 @@ class KeysServiceStub:
                 request_serializer=medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapRequest.SerializeToString,
                 response_deserializer=medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapResponse.FromString,
                 _registered_method=True)
+        self.RewrapOrganization = channel.unary_unary(
+                '/medrelay.keys.v1.KeysService/RewrapOrganization',
+                request_serializer=medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapOrganizationRequest.SerializeToString,
+                response_deserializer=medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapOrganizationResponse.FromString,
+                _registered_method=True)
         self.Shred = channel.unary_unary(
                 '/medrelay.keys.v1.KeysService/Shred',
                 request_serializer=medrelay_dot_keys_dot_v1_dot_keys__service__pb2.ShredRequest.SerializeToString,
@@ -100,6 +105,14 @@ class KeysServiceServicer:
     def Rewrap(self, request, context):
         """Wraps an existing document's DEK for more organisations, or re-wraps every wrap under
         the newest key version, without the document being decrypted. Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RewrapOrganization(self, request, context):
+        """Re-wraps every wrap of an organisation made under an older key version, in batches, so
+        that the minimum decryption version can then be raised. Admin only; audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +171,11 @@ def add_KeysServiceServicer_to_server(servicer, server):
                     servicer.Rewrap,
                     request_deserializer=medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapRequest.FromString,
                     response_serializer=medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapResponse.SerializeToString,
+            ),
+            'RewrapOrganization': grpc.unary_unary_rpc_method_handler(
+                    servicer.RewrapOrganization,
+                    request_deserializer=medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapOrganizationRequest.FromString,
+                    response_serializer=medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapOrganizationResponse.SerializeToString,
             ),
             'Shred': grpc.unary_unary_rpc_method_handler(
                     servicer.Shred,
@@ -267,6 +285,33 @@ class KeysService:
             '/medrelay.keys.v1.KeysService/Rewrap',
             medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapRequest.SerializeToString,
             medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RewrapOrganization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medrelay.keys.v1.KeysService/RewrapOrganization',
+            medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapOrganizationRequest.SerializeToString,
+            medrelay_dot_keys_dot_v1_dot_keys__service__pb2.RewrapOrganizationResponse.FromString,
             options,
             channel_credentials,
             insecure,
