@@ -82,15 +82,19 @@ async def run_service(settings: ServiceSettings, build: BuildService) -> None:
     try:
         definition = await build(settings, pool)
         try:
-            running = await create_server(
-                definition,
-                settings.listen_address,
-                credentials,
-                trust_domain=settings.trust_domain,
-            )
-        except OSError as exc:
-            raise StartupError(f"MEDRELAY_LISTEN_ADDRESS: {exc}") from None
-        await serve_until_signalled(running, settings.shutdown_grace_seconds)
+            try:
+                running = await create_server(
+                    definition,
+                    settings.listen_address,
+                    credentials,
+                    trust_domain=settings.trust_domain,
+                )
+            except OSError as exc:
+                raise StartupError(f"MEDRELAY_LISTEN_ADDRESS: {exc}") from None
+            await serve_until_signalled(running, settings.shutdown_grace_seconds)
+        finally:
+            if definition.on_stop is not None:
+                await definition.on_stop()
     finally:
         await pool.close()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -43,6 +43,8 @@ class ServiceDefinition:
     name: str
     access: AccessTable
     add_to_server: Callable[[grpc.aio.Server], None]
+    #: Released after the server has stopped (e.g. a Vault session and its renewal task).
+    on_stop: Callable[[], Awaitable[None]] | None = None
 
     @property
     def full_name(self) -> str:

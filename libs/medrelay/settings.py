@@ -26,7 +26,7 @@ class SettingsError(ValueError):
     """A setting is missing or wrong; the message names the variable."""
 
 
-def _env(name: str, doc: str, parse: Callable[[str], Any] = str, **kwargs: Any) -> Any:
+def setting(name: str, doc: str, parse: Callable[[str], Any] = str, **kwargs: Any) -> Any:
     return field(metadata={"env": name, "doc": doc, "parse": parse}, **kwargs)
 
 
@@ -46,7 +46,7 @@ def _trust_domain(value: str) -> str:
     return value
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
     if not value.isdigit() or int(value) <= 0:
         raise ValueError("expected a positive whole number")
     number = int(value)
@@ -55,7 +55,7 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _positive_float(value: str) -> float:
+def positive_float(value: str) -> float:
     try:
         number = float(value)
     except ValueError:
@@ -82,74 +82,74 @@ def _log_format(value: str) -> str:
 class ServiceSettings:
     """What one service process needs to start."""
 
-    service: str = _env("MEDRELAY_SERVICE", "Which service this process runs.")
-    database_url: str = _env(
+    service: str = setting("MEDRELAY_SERVICE", "Which service this process runs.")
+    database_url: str = setting(
         "MEDRELAY_DATABASE_URL",
         "PostgreSQL URL; each service uses its own schema in it.",
         default="",
     )
-    listen_address: str = _env(
+    listen_address: str = setting(
         "MEDRELAY_LISTEN_ADDRESS",
         "host:port to serve gRPC on; defaults to 127.0.0.1 and the service's port.",
         _address,
         default="",
     )
-    trust_domain: str = _env(
+    trust_domain: str = setting(
         "MEDRELAY_TRUST_DOMAIN",
         "The SPIFFE trust domain of every identity this deployment accepts.",
         _trust_domain,
         default="medrelay.local",
     )
-    pki_dir: Path = _env(
+    pki_dir: Path = setting(
         "MEDRELAY_PKI_DIR",
         "Folder of the PKI (ca.pem, service/<name>.pem/.key), as `medrelay pki init` writes.",
         Path,
         default=Path(".medrelay/pki"),
     )
-    tls_cert: Path | None = _env(
+    tls_cert: Path | None = setting(
         "MEDRELAY_TLS_CERT",
         "This service's certificate (overrides the PKI folder).",
         Path,
         default=None,
     )
-    tls_key: Path | None = _env(
+    tls_key: Path | None = setting(
         "MEDRELAY_TLS_KEY",
         "This service's private key (overrides the PKI folder).",
         Path,
         default=None,
     )
-    tls_ca: Path | None = _env(
+    tls_ca: Path | None = setting(
         "MEDRELAY_TLS_CA",
         "The CA bundle peers are verified against (overrides).",
         Path,
         default=None,
     )
-    blind_index_key_file: Path = _env(
+    blind_index_key_file: Path = setting(
         "MEDRELAY_BLIND_INDEX_KEY_FILE",
         "32-byte key for patient blind indexes, shared by the services of a deployment.",
         Path,
         default=Path(".medrelay/blind-index.key"),
     )
-    db_pool_size: int = _env(
+    db_pool_size: int = setting(
         "MEDRELAY_DB_POOL_SIZE",
         "Largest number of PostgreSQL connections.",
-        _positive_int,
+        positive_int,
         default=10,
     )
-    shutdown_grace_seconds: float = _env(
+    shutdown_grace_seconds: float = setting(
         "MEDRELAY_SHUTDOWN_GRACE_SECONDS",
         "How long in-flight calls may finish after SIGTERM.",
-        _positive_float,
+        positive_float,
         default=10.0,
     )
-    log_level: str = _env("MEDRELAY_LOG_LEVEL", "Log level.", _log_level, default="INFO")
-    log_format: str = _env(
+    log_level: str = setting("MEDRELAY_LOG_LEVEL", "Log level.", _log_level, default="INFO")
+    log_format: str = setting(
         "MEDRELAY_LOG_FORMAT",
         "json (one object a line) or console.",
         _log_format,
         default="json",
     )
-    otlp_endpoint: str = _env(
+    otlp_endpoint: str = setting(
         "MEDRELAY_OTLP_ENDPOINT",
         "OpenTelemetry collector (gRPC OTLP); traces and metrics are exported when set.",
         default="",

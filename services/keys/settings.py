@@ -6,16 +6,17 @@ validated at startup like the rest: a wrong value stops the process with the var
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from medrelay.settings import SettingsError, _env, _positive_float
+from medrelay.settings import SettingsError, positive_float, setting
 
 BACKENDS = ("local", "vault")
 VAULT_AUTH_METHODS = ("token", "approle", "kubernetes")
 
 
-def _choice(allowed: tuple[str, ...]) -> object:
+def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in allowed:
             raise ValueError(f"expected one of {', '.join(allowed)}")
@@ -41,85 +42,85 @@ def _vault_url(value: str) -> str:
 class KeysSettings:
     """Where the keys service keeps keys, and how it reaches Vault."""
 
-    backend: str = _env(
+    backend: str = setting(
         "MEDRELAY_KEYS_BACKEND",
         "local (keys in PostgreSQL under a master key file) or vault (HashiCorp Vault Transit).",
         _choice(BACKENDS),
         default="local",
     )
-    master_key_file: Path = _env(
+    master_key_file: Path = setting(
         "MEDRELAY_KEYS_MASTER_KEY_FILE",
         "local backend: 32-byte master key, created with 0600 permissions on first start.",
         Path,
         default=Path(".medrelay/keys-master.key"),
     )
-    key_prefix: str = _env(
+    key_prefix: str = setting(
         "MEDRELAY_KEYS_KEY_PREFIX",
         "Prefix of every key name medrelay creates, so one Vault can serve several deployments.",
         default="medrelay-",
     )
-    vault_addr: str = _env(
+    vault_addr: str = setting(
         "MEDRELAY_VAULT_ADDR",
         "vault backend: Vault's URL, e.g. https://vault.vault.svc:8200.",
         _vault_url,
         default="",
     )
-    vault_ca_cert: Path | None = _env(
+    vault_ca_cert: Path | None = setting(
         "MEDRELAY_VAULT_CACERT",
         "vault backend: CA bundle for Vault's TLS certificate (default: the system's).",
         Path,
         default=None,
     )
-    vault_namespace: str = _env(
+    vault_namespace: str = setting(
         "MEDRELAY_VAULT_NAMESPACE",
         "vault backend: Vault Enterprise namespace, if any.",
         default="",
     )
-    vault_transit_mount: str = _env(
+    vault_transit_mount: str = setting(
         "MEDRELAY_VAULT_TRANSIT_MOUNT",
         "vault backend: mount path of the Transit secrets engine.",
         _mount,
         default="transit",
     )
-    vault_auth: str = _env(
+    vault_auth: str = setting(
         "MEDRELAY_VAULT_AUTH",
         "vault backend: token, approle or kubernetes.",
         _choice(VAULT_AUTH_METHODS),
         default="kubernetes",
     )
-    vault_auth_mount: str = _env(
+    vault_auth_mount: str = setting(
         "MEDRELAY_VAULT_AUTH_MOUNT",
         "vault backend: mount path of the auth method (default: approle or kubernetes).",
         _mount,
         default="",
     )
-    vault_token_file: Path | None = _env(
+    vault_token_file: Path | None = setting(
         "MEDRELAY_VAULT_TOKEN_FILE",
         "vault backend, token auth: file holding the token (else VAULT_TOKEN).",
         Path,
         default=None,
     )
-    vault_role: str = _env(
+    vault_role: str = setting(
         "MEDRELAY_VAULT_ROLE",
         "vault backend: the Kubernetes auth role, or the AppRole role_id.",
         default="",
     )
-    vault_secret_id_file: Path | None = _env(
+    vault_secret_id_file: Path | None = setting(
         "MEDRELAY_VAULT_SECRET_ID_FILE",
         "vault backend, approle auth: file holding the secret_id.",
         Path,
         default=None,
     )
-    vault_kubernetes_token_file: Path = _env(
+    vault_kubernetes_token_file: Path = setting(
         "MEDRELAY_VAULT_KUBERNETES_TOKEN_FILE",
         "vault backend, kubernetes auth: the service account token.",
         Path,
         default=Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
     )
-    vault_timeout_seconds: float = _env(
+    vault_timeout_seconds: float = setting(
         "MEDRELAY_VAULT_TIMEOUT_SECONDS",
         "vault backend: how long one Vault request may take before the call fails UNAVAILABLE.",
-        _positive_float,
+        positive_float,
         default=5.0,
     )
 
