@@ -110,7 +110,7 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
             self._event(
                 "keys.data_key.release",
                 document_id,
-                details={"organization": organization_id, "key_version": wrap.key_version},
+                details={"organization": organization_id, "version": wrap.key_version},
             )
         )
         return pb.UnwrapDataKeyResponse(data_key=data_key, wrap=_key_wrap(wrap))
@@ -230,7 +230,7 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
                 "keys.key.rewrap_all",
                 organization_id,
                 resource_type="Organization",
-                details={"rewrapped": total, "key_version": info.latest_version},
+                details={"rewrapped": total, "version": info.latest_version},
             )
         )
         return pb.RewrapOrganizationResponse(rewrapped=total, key_version=info.latest_version)
