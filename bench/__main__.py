@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -139,7 +138,6 @@ async def bench_identity(work: Path, seconds: float, repeats: int) -> list[dict]
         admins=["admin"],
         systems={"org-a": ["ehr"]},
     )
-    (work / "bi.key").write_bytes(os.urandom(32))
     postgres = EmbeddedPostgres(work / "pg")
     dsn = postgres.start()
     identity_port, floor_port = free_port(), free_port()
@@ -149,7 +147,7 @@ async def bench_identity(work: Path, seconds: float, repeats: int) -> list[dict]
         listen_address=f"127.0.0.1:{identity_port}",
         trust_domain=TRUST_DOMAIN,
         pki_dir=work / "pki",
-        blind_index_key_file=work / "bi.key",
+        state_dir=work,
         extra={"MEDRELAY_LOG_LEVEL": "WARNING"},
     )
     servers = [

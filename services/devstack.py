@@ -23,7 +23,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from medrelay import db, tls
-from medrelay.blind_index import BlindIndexer
 from medrelay.pki import DevPki, init_dev_pki
 from medrelay.settings import DEFAULT_PORTS, SERVICES
 from medrelay.spiffe import PeerIdentity
@@ -46,7 +45,7 @@ def _has_composition_root(service: str) -> bool:
 
 
 def init_pki(home: Path, trust_domain: str) -> DevPki:
-    """The dev PKI and the blind-index key, created once and kept."""
+    """The dev PKI, created once and kept."""
     pki = init_dev_pki(
         home / "pki",
         trust_domain,
@@ -54,7 +53,6 @@ def init_pki(home: Path, trust_domain: str) -> DevPki:
         admins=ADMINS,
         systems=DEMO_SYSTEMS,
     )
-    BlindIndexer.from_key_file(home / "blind-index.key", create=True)
     return pki
 
 
@@ -65,7 +63,7 @@ def service_environment(
     listen_address: str,
     trust_domain: str,
     pki_dir: Path,
-    blind_index_key_file: Path,
+    state_dir: Path,
     peers: dict[str, str] | None = None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
@@ -81,7 +79,8 @@ def service_environment(
         MEDRELAY_LISTEN_ADDRESS=listen_address,
         MEDRELAY_TRUST_DOMAIN=trust_domain,
         MEDRELAY_PKI_DIR=str(pki_dir),
-        MEDRELAY_BLIND_INDEX_KEY_FILE=str(blind_index_key_file),
+        # The local key backend's master key (created by keys on first start).
+        MEDRELAY_KEYS_MASTER_KEY_FILE=str(state_dir / "keys-master.key"),
     )
     for peer, address in (peers or {}).items():
         env[f"MEDRELAY_{peer.upper()}_ADDRESS"] = address
@@ -119,7 +118,7 @@ class DevStack:
             listen_address=f"127.0.0.1:{self.ports[service]}",
             trust_domain=self.trust_domain,
             pki_dir=self.home / "pki",
-            blind_index_key_file=self.home / "blind-index.key",
+            state_dir=self.home,
             peers={peer: f"127.0.0.1:{port}" for peer, port in self.ports.items()},
         )
 

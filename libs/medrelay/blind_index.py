@@ -1,48 +1,75 @@
-"""Blind indexes: look patients up without ever storing their identifiers.
+"""Blind indexes from the keys service: look patients up without ever storing identifiers.
 
-A blind index is HMAC-SHA-256 under a deployment secret, separated by kind, so the same
-patient gives the same index in every service of a deployment, and nothing is learnt from
-the index without the key. This local implementation stands until the keys service offers
-BlindIndex; the key is a 32-byte file created with 0600 permissions.
+A blind index is a keyed HMAC computed by the keys service under a key that never leaves it
+(Vault Transit's hmac, or the local backend's), separated by kind, so the same patient gives
+the same index in every service of a deployment and nothing is learnt from an index without
+the key. Services hold only the index.
+
+Indexes are cached in memory (bounded, least recently used first out), keyed by a SHA-256 of
+the input rather than the input, so a busy lookup path costs one RPC per new patient.
 """
 
 from __future__ import annotations
 
-import hmac
-import os
-import secrets
-from hashlib import sha256
-from pathlib import Path
+import hashlib
+import logging
+from collections import OrderedDict
+from typing import Protocol
 
-KEY_BYTES = 32
+import grpc
+
+from medrelay.errors import unavailable
+from medrelay.keys.v1 import keys_service_pb2 as keys_pb
+from medrelay.keys.v1 import keys_service_pb2_grpc as keys_grpc
+
+log = logging.getLogger("medrelay.blind_index")
+
+DEFAULT_CACHE_ENTRIES = 4096
 
 
-class BlindIndexer:
-    """Computes blind indexes under one deployment key."""
+class BlindIndex(Protocol):
+    """What a service needs to turn a patient identifier into its index."""
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) != KEY_BYTES:
-            raise ValueError(f"blind index key must be {KEY_BYTES} bytes")
-        self._key = key
+    async def patient(self, system: str, value: str) -> str:
+        """The index of a patient identifier (namespace URI and value), hex."""
+        ...
 
-    @classmethod
-    def from_key_file(cls, path: Path, *, create: bool = False) -> BlindIndexer:
-        """Load the key; with create=True, make a new random one if the file is missing."""
-        if create and not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(KEY_BYTES))
-        return cls(path.read_bytes())
 
-    def index(self, kind: str, value: str) -> str:
-        """HMAC(key, kind NUL value), hex; different kinds never collide."""
-        message = kind.encode() + b"\x00" + value.encode()
-        return hmac.new(self._key, message, sha256).hexdigest()
+class KeysBlindIndex:
+    """BlindIndex through the keys service's BlindIndex RPC."""
 
-    def patient(self, system: str, value: str) -> str:
-        """The index of a patient identifier (namespace and value)."""
-        return self.index("patient", f"{system}|{value}")
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        timeout: float = 5.0,
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
+    ) -> None:
+        self._stub = keys_grpc.KeysServiceStub(channel)
+        self._timeout = timeout
+        self._cache: OrderedDict[bytes, str] = OrderedDict()
+        self._cache_entries = cache_entries
 
-    def __repr__(self) -> str:  # never show the key
-        return "BlindIndexer(<key hidden>)"
+    async def index(self, kind: str, value: str) -> str:
+        """The index of `value` under `kind`; UNAVAILABLE (naming keys) if keys cannot answer."""
+        cache_key = hashlib.sha256(kind.encode() + b"\x00" + value.encode()).digest()
+        cached = self._cache.get(cache_key)
+        if cached is not None:
+            self._cache.move_to_end(cache_key)
+            return cached
+        try:
+            answer = await self._stub.BlindIndex(
+                keys_pb.BlindIndexRequest(kind=kind, value=value), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            # The status only: the details could echo what was sent.
+            log.warning("keys refused a blind index", extra={"status": exc.code().name})
+            raise unavailable("keys") from None
+        self._cache[cache_key] = answer.index
+        if len(self._cache) > self._cache_entries:
+            self._cache.popitem(last=False)
+        return str(answer.index)
+
+    async def patient(self, system: str, value: str) -> str:
+        """The index of a patient identifier."""
+        return await self.index("patient", f"{system}|{value}")

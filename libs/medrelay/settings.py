@@ -124,12 +124,6 @@ class ServiceSettings:
         Path,
         default=None,
     )
-    blind_index_key_file: Path = setting(
-        "MEDRELAY_BLIND_INDEX_KEY_FILE",
-        "32-byte key for patient blind indexes, shared by the services of a deployment.",
-        Path,
-        default=Path(".medrelay/blind-index.key"),
-    )
     db_pool_size: int = setting(
         "MEDRELAY_DB_POOL_SIZE",
         "Largest number of PostgreSQL connections.",

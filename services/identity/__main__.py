@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from medrelay import runtime
-from medrelay.blind_index import BlindIndexer
+from medrelay import runtime, tls
+from medrelay.blind_index import KeysBlindIndex
 from medrelay.server import ServiceDefinition
 from medrelay.settings import ServiceSettings
 
@@ -14,14 +14,11 @@ from .store import IdentityStore
 
 
 async def build(settings: ServiceSettings, pool: asyncpg.Pool) -> ServiceDefinition:
-    """The identity servicer over its store."""
-    try:
-        indexer = BlindIndexer.from_key_file(settings.blind_index_key_file)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-        raise runtime.StartupError(f"MEDRELAY_BLIND_INDEX_KEY_FILE: {reason}") from None
+    """The identity servicer over its store; patient indexes come from the keys service."""
+    channel = tls.secure_channel(settings.peer_address("keys"), runtime.certificate_paths(settings))
+    indexer = KeysBlindIndex(channel)
     servicer = IdentityServicer(IdentityStore(pool), indexer, trust_domain=settings.trust_domain)
-    return definition(servicer)
+    return definition(servicer, on_stop=channel.close)
 
 
 def main() -> None:

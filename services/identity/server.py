@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from medrelay import validation as check
-from medrelay.blind_index import BlindIndexer
+from medrelay.blind_index import BlindIndex
 from medrelay.caller import current_caller
 from medrelay.common.v1 import types_pb2
 from medrelay.common.v1.errors_pb2 import ErrorReason
@@ -115,10 +115,11 @@ def _period(value: types_pb2.Period, field: str, now: datetime) -> tuple[datetim
     return start, end
 
 
-def _patient_index(indexer: BlindIndexer, patient: types_pb2.PatientIdentifier, field: str) -> str:
+def _patient(patient: types_pb2.PatientIdentifier, field: str) -> tuple[str, str]:
+    """A patient identifier's validated (system, value), to be turned into a blind index."""
     system = check.uri(patient.system, f"{field}.system")
     value = check.code(patient.value, f"{field}.value", max_chars=128)
-    return indexer.patient(system, value)
+    return system, value
 
 
 def _page(rows: list[Any], limit: int, key: Callable[[Any], str]) -> tuple[list[Any], str]:
@@ -133,7 +134,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def __init__(
         self,
         store: IdentityStore,
-        indexer: BlindIndexer,
+        indexer: BlindIndex,
         *,
         trust_domain: str,
         clock: Clock = utc_now,
@@ -640,7 +641,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         name = check.text(team.display_name, "care_team.display_name", max_chars=200)
         if not request.HasField("patient"):
             raise invalid_field("patient", "is required")
-        patient_index = _patient_index(self._indexer, request.patient, "patient")
+        patient = _patient(request.patient, "patient")
         if len(team.members) > MAX_RECIPIENTS:
             raise invalid_field("care_team.members", f"has more than {MAX_RECIPIENTS} entries")
         now = self._now()
@@ -649,6 +650,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             field = f"care_team.members[{i}]"
             practitioner_id = check.resource_id(member.practitioner_id, f"{field}.practitioner_id")
             members.append((practitioner_id, *_period(member.validity, f"{field}.validity", now)))
+        patient_index = await self._indexer.patient(*patient)
         change = self._change(
             "identity.care_team.create",
             "CareTeam",
@@ -679,7 +681,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         clauses: list[str] = []
         args: list[Any] = []
         if request.HasField("patient"):
-            args.append(_patient_index(self._indexer, request.patient, "patient"))
+            args.append(await self._indexer.patient(*_patient(request.patient, "patient")))
             clauses.append(f"patient_index = ${len(args)}")
         if request.member_practitioner_id:
             args.append(check.resource_id(request.member_practitioner_id, "member_practitioner_id"))
@@ -741,7 +743,9 @@ def _validate_ref(ref: types_pb2.RecipientRef, field: str) -> None:
         check.resource_id(ref.via_organization_id, f"{field}.via_organization_id")
 
 
-def definition(servicer: IdentityServicer) -> ServiceDefinition:
+def definition(
+    servicer: IdentityServicer, on_stop: Callable[[], Awaitable[None]] | None = None
+) -> ServiceDefinition:
     """The identity service as a server sees it."""
     return ServiceDefinition(
         name="identity",
@@ -749,4 +753,5 @@ def definition(servicer: IdentityServicer) -> ServiceDefinition:
         add_to_server=lambda server: pb_grpc.add_IdentityServiceServicer_to_server(
             servicer, server
         ),
+        on_stop=on_stop,
     )

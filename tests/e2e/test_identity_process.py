@@ -7,7 +7,6 @@ flight when the signal arrives still completes.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
@@ -16,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -50,6 +49,8 @@ class Process:
     target: str
     pki: DevPki
     dsn: str
+    #: Services this one calls (keys, for blind indexes); stopped with `stop_companions()`.
+    companions: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def stub(self, identity: PeerIdentity) -> tuple[grpc.Channel, pb_grpc.IdentityServiceStub]:
         channel = grpc.secure_channel(
@@ -57,47 +58,70 @@ class Process:
         )
         return channel, pb_grpc.IdentityServiceStub(channel)
 
+    def stop_companions(self) -> None:
+        for companion in self.companions:
+            companion.terminate()
+            companion.wait(timeout=20)
 
-def start(tmp: Path, dsn: str, extra_env: dict[str, str] | None = None) -> Process:
-    pki = init_dev_pki(
-        tmp / "pki",
-        TRUST_DOMAIN,
-        services=["identity"],
-        admins=["admin"],
-        systems={"org-a": ["ehr"]},
-    )
+
+def launch(
+    service: str, tmp: Path, dsn: str, pki: DevPki, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m medrelay.services.<service>` on a free port, once it reports SERVING."""
     port = free_port()
     env = service_environment(
-        "identity",
+        service,
         database_url=dsn,
         listen_address=f"127.0.0.1:{port}",
         trust_domain=TRUST_DOMAIN,
-        pki_dir=tmp / "pki",
-        blind_index_key_file=tmp / "bi.key",
+        pki_dir=pki.directory,
+        state_dir=tmp,
         extra=extra_env,
     )
-    (tmp / "bi.key").write_bytes(os.urandom(32))
     process = subprocess.Popen(
-        [sys.executable, "-m", "medrelay.services.identity"],
+        [sys.executable, "-m", f"medrelay.services.{service}"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    running = Process(process, f"127.0.0.1:{port}", pki, dsn)
-    channel, _ = running.stub(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
-    health = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-        try:
-            if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                break
-        except grpc.RpcError:
-            pass
-        assert time.monotonic() < deadline, "identity did not become healthy"
-        time.sleep(0.1)
-    channel.close()
-    return running
+    target = f"127.0.0.1:{port}"
+    paths = pki.paths(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
+    with grpc.secure_channel(target, tls.channel_credentials(paths)) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    break
+            except grpc.RpcError:
+                pass
+            assert time.monotonic() < deadline, f"{service} did not become healthy"
+            time.sleep(0.1)
+    return process, target
+
+
+def start(
+    tmp: Path, dsn: str, extra_env: dict[str, str] | None = None, *, with_keys: bool = False
+) -> Process:
+    """The identity process; with_keys also starts the keys process it asks for indexes."""
+    pki = init_dev_pki(
+        tmp / "pki",
+        TRUST_DOMAIN,
+        services=["identity", "keys"],
+        admins=["admin"],
+        systems={"org-a": ["ehr"]},
+    )
+    companions = []
+    env = dict(extra_env or {})
+    if with_keys:
+        # A key prefix of its own: the suite's in-process keys service shares the schema.
+        keys_env = {"MEDRELAY_KEYS_KEY_PREFIX": f"e2e-{tmp.name[-8:].lower()}-"}
+        keys, keys_target = launch("keys", tmp, dsn, pki, keys_env)
+        companions.append(keys)
+        env["MEDRELAY_KEYS_ADDRESS"] = keys_target
+    process, target = launch("identity", tmp, dsn, pki, env)
+    return Process(process, target, pki, dsn, companions)
 
 
 @pytest.fixture(scope="module")

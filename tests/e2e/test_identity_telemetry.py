@@ -55,6 +55,7 @@ def test_spans_are_exported_without_patient_identifiers(tmp_path: Path, database
             "MEDRELAY_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
         },
+        with_keys=True,
     )
     try:
         channel, stub = running.stub(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
@@ -88,6 +89,7 @@ def test_spans_are_exported_without_patient_identifiers(tmp_path: Path, database
     finally:
         running.process.terminate()
         _, stderr = running.process.communicate(timeout=20)
+        running.stop_companions()
         server.stop(0)
     assert MARKER.encode() not in collector.raw
     assert MARKER.encode() not in stderr

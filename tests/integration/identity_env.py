@@ -15,7 +15,7 @@ import asyncpg
 import grpc
 
 from medrelay import db, tls
-from medrelay.blind_index import BlindIndexer
+from medrelay.blind_index import KeysBlindIndex
 from medrelay.identity.v1 import identity_service_pb2 as pb
 from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from medrelay.pki import DevPki, init_dev_pki
@@ -53,7 +53,7 @@ class IdentityEnv:
     pki: DevPki
     pool: asyncpg.Pool
     running: RunningServer
-    indexer: BlindIndexer
+    indexer: KeysBlindIndex
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
 
     @property
@@ -106,7 +106,7 @@ async def start_identity(
     dsn: str,
     schema: str,
     pki: DevPki,
-    indexer: BlindIndexer,
+    indexer: KeysBlindIndex,
     clock: Callable[[], object] = utc_now,
 ) -> IdentityEnv:
     """Migrate `schema` and serve identity from it on a free loopback port."""

@@ -8,7 +8,7 @@ import sys
 
 import asyncpg
 
-from medrelay.blind_index import BlindIndexer
+from medrelay.blind_index import KeysBlindIndex
 from medrelay.identity.v1 import identity_service_pb2 as pb
 from medrelay.pki import DevPki
 
@@ -37,7 +37,7 @@ def verify_cli(dsn: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_an_altered_record_is_found_by_audit_verify(
-    database_dsn: str, dev_pki: DevPki, blind_indexer: BlindIndexer
+    database_dsn: str, dev_pki: DevPki, blind_indexer: KeysBlindIndex
 ) -> None:
     # A database of its own, so tampering cannot disturb the other tests' ledger.
     admin = await asyncpg.connect(database_dsn)

@@ -98,7 +98,7 @@ async def test_care_teams_store_only_a_blind_index(identity: IdentityEnv) -> Non
         ),
         timeout=TIMEOUT,
     )
-    assert created.patient_index == identity.indexer.patient(PATIENT.system, PATIENT.value)
+    assert created.patient_index == await identity.indexer.patient(PATIENT.system, PATIENT.value)
     found = await identity.service("consent").ListCareTeams(
         pb.ListCareTeamsRequest(patient=PATIENT), timeout=TIMEOUT
     )

@@ -71,12 +71,16 @@ class KeysEnv:
         await self.stop()
         await self.start()
 
+    @property
+    def target(self) -> str:
+        """Where the server listens."""
+        assert self.running is not None
+        return f"127.0.0.1:{self.running.port}"
+
     def stub(self, identity: PeerIdentity) -> pb_grpc.KeysServiceStub:
         """A stub whose channel presents `identity`'s certificate."""
-        assert self.running is not None
         if identity.uri not in self._channels:
-            target = f"127.0.0.1:{self.running.port}"
-            self._channels[identity.uri] = tls.secure_channel(target, self.pki.paths(identity))
+            self._channels[identity.uri] = tls.secure_channel(self.target, self.pki.paths(identity))
         return pb_grpc.KeysServiceStub(self._channels[identity.uri])
 
     def service(self, name: str) -> pb_grpc.KeysServiceStub:
