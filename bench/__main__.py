@@ -1,9 +1,11 @@
 """`make bench`: JSON lines, each figure beside the floor measured in the same run.
 
 Identity's Authorize over mutual TLS, with 1 and 32 concurrent callers, against the floor:
-an empty RPC on the same kind of server (bench/floor_server.py). The envelope encryptor's
-throughput against raw AES-256-GCM from `cryptography` on the same data. Servers run as their own
-processes; the load runs here. Each figure is the median of several bounded runs.
+an empty RPC on the same kind of server (bench/floor_server.py). The keys service's
+GenerateDataKey (1 and 5 recipients) and UnwrapDataKey against the same floor (bench/keys.py).
+The envelope encryptor's throughput against raw AES-256-GCM from `cryptography` on the same
+data. Servers run as their own processes; the load runs here. Each figure is the median of
+several bounded runs.
 """
 
 from __future__ import annotations
@@ -12,19 +14,16 @@ import argparse
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.envelope import bench_envelope
 from bench.floor_server import METHOD
-from bench.load import LoadResult, median_result, run_load
+from bench.harness import TIMEOUT, TRUST_DOMAIN, free_port, line, measure, wait_healthy
+from bench.keys import bench_keys
+from bench.load import run_load
 from medrelay import tls
 from medrelay.common.v1 import types_pb2
 from medrelay.embedded_pg import EmbeddedPostgres
@@ -33,29 +32,6 @@ from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from medrelay.pki import DevPki, init_dev_pki
 from medrelay.services.devstack import service_environment
 from medrelay.spiffe import PeerIdentity
-
-TRUST_DOMAIN = "medrelay.bench"
-TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_healthy(target: str, pki: DevPki) -> None:
-    admin = pki.paths(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
-    async with tls.secure_channel(target, admin) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if (await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == 1:
-                    return
-            except grpc.aio.AioRpcError:
-                await asyncio.sleep(0.1)
-        raise TimeoutError(target)
 
 
 async def seed(target: str, pki: DevPki) -> str:
@@ -104,30 +80,6 @@ async def seed(target: str, pki: DevPki) -> str:
             timeout=TIMEOUT,
         )
     return "dr-bench"
-
-
-async def measure(call_factory, callers: int, seconds: float, repeats: int) -> LoadResult:
-    results = [await run_load(call_factory, callers, seconds) for _ in range(repeats)]
-    return median_result(results)
-
-
-def line(name: str, result: LoadResult, floor: LoadResult, targets: dict[str, float]) -> dict:
-    ratio = result.calls_per_s / floor.calls_per_s
-    return {
-        "bench": name,
-        "callers": result.callers,
-        "calls_per_s": round(result.calls_per_s, 1),
-        "p50_ms": round(result.p50_ms, 3),
-        "p99_ms": round(result.p99_ms, 3),
-        "errors": result.errors,
-        "floor": "empty RPC, same server kind, mutual TLS",
-        "floor_calls_per_s": round(floor.calls_per_s, 1),
-        "floor_p50_ms": round(floor.p50_ms, 3),
-        "floor_p99_ms": round(floor.p99_ms, 3),
-        "ratio_to_floor": round(ratio, 3),
-        "target": targets,
-        "target_met": ratio >= targets["min_ratio"] and result.p99_ms < targets["max_p99_ms"],
-    }
 
 
 async def bench_identity(work: Path, seconds: float, repeats: int) -> list[dict]:
@@ -217,6 +169,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="medrelay-bench-"))
     try:
         for entry in asyncio.run(bench_identity(work, args.seconds, args.repeats)):
+            print(json.dumps(entry), flush=True)
+        for entry in asyncio.run(bench_keys(work / "keys", args.seconds, args.repeats)):
             print(json.dumps(entry), flush=True)
         for entry in bench_envelope(max(args.repeats, 5)):
             print(json.dumps(entry), flush=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 
 from medrelay import tls
-from medrelay.access import SYSTEM, AccessTable
+from medrelay.access import SYSTEM, AccessTable, service
 from medrelay.pki import DevPki
 from medrelay.server import ServiceDefinition, create_server, serve_until_signalled
 from medrelay.spiffe import PeerIdentity
@@ -28,14 +28,14 @@ async def _empty(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 
 
 def definition() -> ServiceDefinition:
-    """A service with one empty method that systems may call."""
+    """A service with one empty method that systems and the exchange service may call."""
     handler = grpc.method_handlers_generic_handler(
         SERVICE,
         {"Empty": grpc.unary_unary_rpc_method_handler(_empty, lambda b: b, lambda b: b)},
     )
     return ServiceDefinition(
         name="floor",
-        access=AccessTable(SERVICE, {"Empty": (SYSTEM,)}),
+        access=AccessTable(SERVICE, {"Empty": (SYSTEM, service("exchange"))}),
         add_to_server=lambda server: server.add_generic_rpc_handlers((handler,)),
     )
 

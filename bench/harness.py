@@ -1,0 +1,81 @@
+"""What every bench shares: free ports, health waits, medians of bounded runs, report lines."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.load import LoadResult, median_result, run_load
+from medrelay import tls
+from medrelay.pki import DevPki
+from medrelay.spiffe import PeerIdentity
+
+TRUST_DOMAIN = "medrelay.bench"
+TIMEOUT = 10.0
+FLOOR = "empty RPC, same server kind, mutual TLS"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_healthy(target: str, pki: DevPki) -> None:
+    """Wait until the server at `target` reports SERVING (30 s at most)."""
+    admin = pki.paths(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
+    async with tls.secure_channel(target, admin) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if (await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == 1:
+                    return
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.1)
+        raise TimeoutError(target)
+
+
+async def measure(
+    call_factory: Callable[[], Awaitable[object]], callers: int, seconds: float, repeats: int
+) -> LoadResult:
+    """The median of `repeats` runs."""
+    results = [await run_load(call_factory, callers, seconds) for _ in range(repeats)]
+    return median_result(results)
+
+
+def line(
+    name: str,
+    result: LoadResult,
+    floor: LoadResult,
+    targets: dict[str, float] | None = None,
+    **extra: object,
+) -> dict[str, object]:
+    """One JSON line: the figure, its floor from the same run, the ratio, and any target."""
+    ratio = result.calls_per_s / floor.calls_per_s
+    entry: dict[str, object] = {
+        "bench": name,
+        "callers": result.callers,
+        "calls_per_s": round(result.calls_per_s, 1),
+        "p50_ms": round(result.p50_ms, 3),
+        "p99_ms": round(result.p99_ms, 3),
+        "errors": result.errors,
+        **extra,
+        "floor": FLOOR,
+        "floor_calls_per_s": round(floor.calls_per_s, 1),
+        "floor_p50_ms": round(floor.p50_ms, 3),
+        "floor_p99_ms": round(floor.p99_ms, 3),
+        "ratio_to_floor": round(ratio, 3),
+    }
+    if targets:
+        entry["target"] = targets
+        entry["target_met"] = (
+            ratio >= targets["min_ratio"] and result.p99_ms < targets["max_p99_ms"]
+        )
+    return entry
