@@ -124,9 +124,7 @@ def call_vault(
     except requests.ConnectionError:
         raise BackendUnavailable(f"vault unreachable at {address}: cannot connect") from None
     except requests.RequestException as exc:
-        raise BackendUnavailable(
-            f"vault unreachable at {address}: {type(exc).__name__}"
-        ) from None
+        raise BackendUnavailable(f"vault unreachable at {address}: {type(exc).__name__}") from None
     return VaultResponse(response.status_code, _json_body(response))
 
 
@@ -196,7 +194,8 @@ def _read_secret_file(path: Path, what: str, variable: str) -> str:
 class _Credentials(Protocol):
     """One login method: logs the client in and reports the new token's lease."""
 
-    method: str
+    @property
+    def method(self) -> str: ...
 
     def login(self, client: Any, timeout: float) -> _Lease: ...
 
@@ -307,7 +306,9 @@ class _KubernetesCredentials:
 
     def login(self, client: Any, timeout: float) -> _Lease:
         jwt = _read_secret_file(
-            self.jwt_file, "Kubernetes service-account token", "MEDRELAY_VAULT_KUBERNETES_TOKEN_FILE"
+            self.jwt_file,
+            "Kubernetes service-account token",
+            "MEDRELAY_VAULT_KUBERNETES_TOKEN_FILE",
         )
         client.token = ""
         response = call_vault(
@@ -351,6 +352,7 @@ class VaultSession:
         self._lock = threading.Lock()
         self._generation = 0
         self._lease: _Lease | None = None
+        self._login_ttl = 0.0
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vault-auth")
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -361,7 +363,6 @@ class VaultSession:
         """A session for MEDRELAY_VAULT_*; nothing is sent to Vault until start()."""
         http = requests.Session()
         http.verify = str(settings.vault_ca_cert) if settings.vault_ca_cert else True
-        _without_retries(http)
         client = hvac.Client(
             url=settings.vault_addr,
             token="",  # never pick up VAULT_TOKEN or ~/.vault-token behind the settings' back
@@ -395,7 +396,14 @@ class VaultSession:
         """Log in (BackendUnavailable if that fails) and start the renewal task."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        await self._loop.run_in_executor(self._executor, self._login, None)
+        login = self._loop.run_in_executor(self._executor, self._login, None)
+        try:
+            # One request bounded by the timeout; the margin covers the thread hand-off.
+            await asyncio.wait_for(login, 2 * self._timeout + 1.0)
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"vault unreachable at {self._client.adapter.base_uri}: login timed out"
+            ) from None
         self._task = asyncio.create_task(self._renew_forever(), name="vault-token-renewal")
 
     def relogin(self, stale_generation: int | None = None) -> None:
@@ -433,6 +441,7 @@ class VaultSession:
     def _install(self, lease: _Lease) -> None:
         """Record a new token's lease and wake the renewal task to reschedule (lock held)."""
         self._lease = lease
+        self._login_ttl = lease.ttl
         self._generation += 1
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
@@ -447,8 +456,7 @@ class VaultSession:
             if lease.renewable:
                 renewed = self._renew_self()
                 if renewed is not None:
-                    capped = renewed.ttl < lease.ttl * _CAPPED_FRACTION
-                    if capped:
+                    if renewed.ttl < self._login_ttl * _CAPPED_FRACTION:
                         # Near the max TTL: the next refresh logs in instead of renewing.
                         renewed = _Lease(renewed.ttl, False, renewed.obtained)
                     self._lease = renewed
@@ -489,6 +497,7 @@ class VaultSession:
         assert self._loop is not None and self._wake is not None
         failures = 0
         while True:
+            self._wake.clear()  # before reading the lease, so no new login goes unnoticed
             lease = self._lease
             if lease is None or not lease.expires:
                 await self._sleep(None)  # no TTL: wait until a re-login installs one
@@ -516,7 +525,6 @@ class VaultSession:
     async def _sleep(self, seconds: float | None) -> bool:
         """Sleep `seconds` (None: forever); True if woken early by a new login."""
         assert self._wake is not None
-        self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
         except TimeoutError:
