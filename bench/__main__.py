@@ -14,23 +14,19 @@ import argparse
 import asyncio
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from bench.envelope import bench_envelope
 from bench.floor_server import METHOD
-from bench.harness import TIMEOUT, TRUST_DOMAIN, free_port, line, measure, wait_healthy
+from bench.harness import TIMEOUT, TRUST_DOMAIN, line, measure, service_beside_floor
 from bench.keys import bench_keys
 from bench.load import run_load
 from medrelay import tls
 from medrelay.common.v1 import types_pb2
-from medrelay.embedded_pg import EmbeddedPostgres
 from medrelay.identity.v1 import identity_service_pb2 as pb
 from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
-from medrelay.pki import DevPki, init_dev_pki
-from medrelay.services.devstack import service_environment
+from medrelay.pki import DevPki
 from medrelay.spiffe import PeerIdentity
 
 
@@ -83,45 +79,9 @@ async def seed(target: str, pki: DevPki) -> str:
 
 
 async def bench_identity(work: Path, seconds: float, repeats: int) -> list[dict]:
-    pki = init_dev_pki(
-        work / "pki",
-        TRUST_DOMAIN,
-        services=["identity"],
-        admins=["admin"],
-        systems={"org-a": ["ehr"]},
-    )
-    postgres = EmbeddedPostgres(work / "pg")
-    dsn = postgres.start()
-    identity_port, floor_port = free_port(), free_port()
-    env = service_environment(
-        "identity",
-        database_url=dsn,
-        listen_address=f"127.0.0.1:{identity_port}",
-        trust_domain=TRUST_DOMAIN,
-        pki_dir=work / "pki",
-        state_dir=work,
-        extra={"MEDRELAY_LOG_LEVEL": "WARNING"},
-    )
-    servers = [
-        # Long-lived servers started once; Popen returns at once, nothing awaits them here.
-        subprocess.Popen([sys.executable, "-m", "medrelay.services.identity"], env=env),  # noqa: ASYNC220
-        subprocess.Popen(  # noqa: ASYNC220
-            [
-                sys.executable,
-                "-m",
-                "bench.floor_server",
-                str(work / "pki"),
-                TRUST_DOMAIN,
-                f"127.0.0.1:{floor_port}",
-            ],
-            env=env,
-        ),
-    ]
     lines = []
-    try:
-        identity_target, floor_target = f"127.0.0.1:{identity_port}", f"127.0.0.1:{floor_port}"
-        await wait_healthy(identity_target, pki)
-        await wait_healthy(floor_target, pki)
+    async with service_beside_floor(work, "identity", ["identity"], {"org-a": ["ehr"]}) as bench:
+        pki, identity_target, floor_target = bench.pki, bench.target, bench.floor_target
         practitioner = await seed(identity_target, pki)
         system = pki.paths(PeerIdentity.system(TRUST_DOMAIN, "org-a", "ehr"))
         async with (
@@ -152,12 +112,6 @@ async def bench_identity(work: Path, seconds: float, repeats: int) -> list[dict]
                         {"min_ratio": 0.5, "max_p99_ms": 10.0},
                     )
                 )
-    finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            server.wait(timeout=20)
-        postgres.stop()
     return lines
 
 

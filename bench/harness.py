@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.load import LoadResult, median_result, run_load
 from medrelay import tls
-from medrelay.pki import DevPki
+from medrelay.embedded_pg import EmbeddedPostgres
+from medrelay.pki import DevPki, init_dev_pki
+from medrelay.services.devstack import service_environment
 from medrelay.spiffe import PeerIdentity
 
 TRUST_DOMAIN = "medrelay.bench"
@@ -79,3 +86,58 @@ def line(
             ratio >= targets["min_ratio"] and result.p99_ms < targets["max_p99_ms"]
         )
     return entry
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A service and the floor server, each its own process, ready for load."""
+
+    pki: DevPki
+    target: str
+    floor_target: str
+
+
+@asynccontextmanager
+async def service_beside_floor(
+    work: Path,
+    service: str,
+    pki_services: Sequence[str],
+    systems: Mapping[str, list[str]],
+) -> AsyncIterator[Bench]:
+    """Its own PostgreSQL, PKI, the service and the floor; everything stopped afterwards."""
+    pki = init_dev_pki(
+        work / "pki",
+        TRUST_DOMAIN,
+        services=["identity", *pki_services],  # the floor serves with identity's certificate
+        admins=["admin"],
+        systems=dict(systems),
+    )
+    postgres = EmbeddedPostgres(work / "pg")
+    dsn = postgres.start()
+    port, floor_port = free_port(), free_port()
+    env = service_environment(
+        service,
+        database_url=dsn,
+        listen_address=f"127.0.0.1:{port}",
+        trust_domain=TRUST_DOMAIN,
+        pki_dir=work / "pki",
+        state_dir=work,
+        extra={"MEDRELAY_LOG_LEVEL": "WARNING"},
+    )
+    floor_args = [str(work / "pki"), TRUST_DOMAIN, f"127.0.0.1:{floor_port}"]
+    # Long-lived servers started once; Popen returns at once, nothing awaits them here.
+    servers = [
+        subprocess.Popen([sys.executable, "-m", f"medrelay.services.{service}"], env=env),  # noqa: ASYNC220
+        subprocess.Popen([sys.executable, "-m", "bench.floor_server", *floor_args], env=env),  # noqa: ASYNC220
+    ]
+    try:
+        bench = Bench(pki, f"127.0.0.1:{port}", f"127.0.0.1:{floor_port}")
+        await wait_healthy(bench.target, pki)
+        await wait_healthy(bench.floor_target, pki)
+        yield bench
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=20)
+        postgres.stop()

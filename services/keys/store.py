@@ -6,6 +6,7 @@ audit record before the key leaves the service, so no key is ever released unrec
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -165,12 +166,4 @@ def _wrap(row: asyncpg.Record) -> StoredWrap:
 
 
 def _with_detail(event: audit.AuditEvent, key: str, value: int) -> audit.AuditEvent:
-    return audit.AuditEvent(
-        actor=event.actor,
-        action=event.action,
-        resource_type=event.resource_type,
-        resource_id=event.resource_id,
-        outcome=event.outcome,
-        reason=event.reason,
-        details={**event.details, key: value},
-    )
+    return dataclasses.replace(event, details={**event.details, key: value})
