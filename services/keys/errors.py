@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import grpc
 
 from medrelay.common.v1.errors_pb2 import ErrorReason
-from medrelay.errors import MedrelayError, invalid_field, not_found
+from medrelay.errors import MedrelayError, not_found
 
 from .engine import BackendUnavailable, CiphertextRejected, KeyNotFound, KeyVersionRetired
 
@@ -79,5 +79,3 @@ def engine_errors(backend: str, what: str) -> Iterator[None]:
         raise integrity_failed(what) from None
     except KeyNotFound:
         raise not_found("Key") from None
-    except ValueError as exc:
-        raise invalid_field("min_decryption_version", str(exc)) from None

@@ -123,10 +123,10 @@ class LocalTransitEngine:
         for ciphertext, context in items:
             version = _checked_version(ciphertext, info)
             aead = AESGCM(await self._version_material(name, version))
-            raw = base64.b64decode(ciphertext.split(":", 2)[2])
             try:
+                raw = base64.b64decode(ciphertext.split(":", 2)[2], validate=True)
                 results.append(aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context))
-            except (InvalidTag, ValueError):
+            except (InvalidTag, ValueError):  # binascii.Error is a ValueError
                 raise CiphertextRejected("message authentication failed") from None
         return results
 

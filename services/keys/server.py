@@ -195,7 +195,10 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
         with engine_errors(self._engine.backend_name, "key"):
             info = await self._engine.rotate(name)
             if minimum:
-                info = await self._engine.set_min_decryption_version(name, minimum)
+                try:
+                    info = await self._engine.set_min_decryption_version(name, minimum)
+                except ValueError as exc:  # a concurrent rotation moved the bounds
+                    raise invalid_field("min_decryption_version", str(exc)) from None
         await self._store.record(
             self._event(
                 "keys.key.rotate",

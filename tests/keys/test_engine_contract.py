@@ -67,7 +67,7 @@ async def test_another_key_does_not_decrypt(engine: TransitEngine, names: str) -
         await engine.decrypt(f"{names}org-b", [(ciphertext, b"ctx")])
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "no-prefix"])
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "padding", "no-prefix"])
 async def test_tampered_ciphertext_is_rejected(
     engine: TransitEngine, names: str, damage: str
 ) -> None:
@@ -83,6 +83,8 @@ async def test_tampered_ciphertext_is_rejected(
         bad = f"{head}:{base64.b64encode(bytes(raw[:-4])).decode()}"
     elif damage == "garbage":
         bad = f"{head}:!!notbase64!!"
+    elif damage == "padding":
+        bad = f"{head}:{body[:-3]}"
     else:
         bad = body
     with pytest.raises(CiphertextRejected):
