@@ -12,8 +12,7 @@ The keys service must keep a valid Vault token for as long as it runs, without a
 - The engine calls :meth:`VaultSession.relogin` when Vault answers 403 (the token expired or was
   revoked between renewals); concurrent callers share one login.
 
-Every Vault call goes through :func:`call_vault`, which applies the timeout, turns transport
-failures into ``BackendUnavailable`` and never puts a token, secret_id or JWT in a message.
+Talking HTTP to Vault (the client, timeouts, error text) is vault_http's job.
 hvac is synchronous, so blocking work runs in this session's own small thread pool: renewal must
 not queue behind a saturated engine pool.
 """
@@ -24,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -33,15 +31,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import hvac
-import requests
-from hvac.adapters import RawAdapter
-from requests.adapters import HTTPAdapter
-
 from .engine import BackendUnavailable
 from .settings import KeysSettings
+from .vault_http import (
+    VaultResponse,
+    call_vault,
+    new_vault_client,
+    outage,
+    safe_reason,
+    without_retries,
+)
 
-__all__ = ["VaultResponse", "VaultSession", "call_vault", "safe_reason"]
+__all__ = ["VaultSession"]
 
 _LOG = logging.getLogger("medrelay.keys.vault")
 
@@ -55,106 +56,6 @@ _RETRY_FIRST_SECONDS = 0.5
 _RETRY_MAX_SECONDS = 30.0
 #: Never schedule the next renewal sooner than this, so a tiny TTL cannot spin the task.
 _MIN_SLEEP_SECONDS = 0.2
-
-# Long runs of base64/base64url/JWT characters: a message from Vault that holds one might be
-# echoing input (a ciphertext, a token), so it is cut out before the message goes anywhere.
-_OPAQUE = re.compile(r"[A-Za-z0-9+/=_.\-]{24,}")
-
-
-def safe_reason(message: object, limit: int = 160) -> str:
-    """Vault's error text made fit for logs and exceptions: opaque runs removed, length capped.
-
-    Vault's transit and auth errors are short fixed sentences; this guards against the rare one
-    that quotes its input.
-    """
-    text = _OPAQUE.sub("[…]", str(message)).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-@dataclass(frozen=True)
-class VaultResponse:
-    """One answer from Vault: the status and the JSON body ({} when there is none)."""
-
-    status: int
-    body: dict[str, Any]
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def errors(self) -> list[str]:
-        """Vault's top-level error messages (raw: pass them through safe_reason before use)."""
-        errors = self.body.get("errors")
-        return [str(error) for error in errors] if isinstance(errors, list) else []
-
-    @property
-    def data(self) -> dict[str, Any]:
-        data = self.body.get("data")
-        return data if isinstance(data, dict) else {}
-
-
-def call_vault(
-    client: Any,
-    method: str,
-    path: str,
-    *,
-    timeout: float,
-    body: Mapping[str, Any] | None = None,
-) -> VaultResponse:
-    """One HTTP request to ``/v1/<path>``; transport failures become BackendUnavailable.
-
-    The status is returned as is (no hvac exception): callers decide what a 400 or 403 means,
-    and hvac's exceptions would carry the whole response text, which for a partly failed batch
-    holds the plaintexts of the items that succeeded.
-    """
-    address = client.adapter.base_uri
-    try:
-        response = client.adapter.request(
-            method, f"/v1/{path}", json=body, timeout=timeout, raise_exception=False
-        )
-    except requests.Timeout:
-        raise BackendUnavailable(
-            f"vault unreachable at {address}: no answer within {timeout:g}s"
-        ) from None
-    except requests.exceptions.SSLError:
-        raise BackendUnavailable(
-            f"vault unreachable at {address}: TLS handshake failed (check MEDRELAY_VAULT_CACERT)"
-        ) from None
-    except requests.ConnectionError:
-        raise BackendUnavailable(f"vault unreachable at {address}: cannot connect") from None
-    except requests.RequestException as exc:
-        raise BackendUnavailable(f"vault unreachable at {address}: {type(exc).__name__}") from None
-    return VaultResponse(response.status_code, _json_body(response))
-
-
-def _json_body(response: requests.Response) -> dict[str, Any]:
-    if not response.content:
-        return {}
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _without_retries(session: requests.Session) -> None:
-    """No urllib3 retries: a failed call fails once, within the timeout, and the caller decides.
-
-    requests' default adapter already has no read retries, but mounting our own makes the
-    guarantee explicit and independent of library defaults.
-    """
-    for prefix in ("http://", "https://"):
-        session.mount(prefix, HTTPAdapter(max_retries=0))
-
-
-def _outage(response: VaultResponse, what: str) -> BackendUnavailable | None:
-    """The BackendUnavailable for a sealed or failing Vault, or None if Vault answered."""
-    if response.status == 503:
-        return BackendUnavailable(f"vault is sealed or unavailable (503) on {what}", sealed=True)
-    if response.status >= 500 or response.status in (412, 429):
-        return BackendUnavailable(f"vault failed {what} (HTTP {response.status})")
-    return None
 
 
 @dataclass(frozen=True)
@@ -200,13 +101,8 @@ class _Credentials(Protocol):
     def login(self, client: Any, timeout: float) -> _Lease: ...
 
 
-def _login_lease(response: VaultResponse, client: Any) -> _Lease:
-    """Install the token from a login answer on the client and return its lease."""
-    auth = response.body.get("auth")
-    token = auth.get("client_token") if isinstance(auth, dict) else None
-    if not isinstance(auth, dict) or not isinstance(token, str) or not token:
-        raise BackendUnavailable("vault's login answer holds no token")
-    client.token = token
+def _auth_lease(auth: Mapping[str, Any]) -> _Lease:
+    """The lease of the token in an ``auth`` block (a login's or a renewal's answer), from now."""
     return _Lease(
         ttl=float(auth.get("lease_duration") or 0),
         renewable=bool(auth.get("renewable")),
@@ -214,10 +110,20 @@ def _login_lease(response: VaultResponse, client: Any) -> _Lease:
     )
 
 
+def _login_lease(response: VaultResponse, client: Any) -> _Lease:
+    """Install the token from a login answer on the client and return its lease."""
+    auth = response.body.get("auth")
+    token = auth.get("client_token") if isinstance(auth, dict) else None
+    if not isinstance(auth, dict) or not isinstance(token, str) or not token:
+        raise BackendUnavailable("vault's login answer holds no token")
+    client.token = token
+    return _auth_lease(auth)
+
+
 def _refused_login(response: VaultResponse, what: str, fix: str) -> BackendUnavailable:
-    outage = _outage(response, f"the {what} login")
-    if outage is not None:
-        return outage
+    failure = outage(response, f"the {what} login")
+    if failure is not None:
+        return failure
     if response.status == 404:
         return BackendUnavailable(
             f"vault has no {what} auth method there (HTTP 404): check MEDRELAY_VAULT_AUTH_MOUNT"
@@ -264,6 +170,27 @@ class _TokenCredentials:
         )
 
 
+def _mount_login(
+    client: Any,
+    timeout: float,
+    method: str,
+    mount: str,
+    credentials: Mapping[str, str],
+    *,
+    fix: str,
+) -> _Lease:
+    """Log in at ``auth/<mount>/login`` with `credentials` and install the token Vault returns.
+
+    AppRole and Kubernetes differ only in what they send and in the advice on refusal. The
+    request goes without a token: the client may still hold the expired one being replaced.
+    """
+    client.token = ""
+    response = call_vault(client, "POST", f"auth/{mount}/login", timeout=timeout, body=credentials)
+    if not response.ok:
+        raise _refused_login(response, f"{method} (auth/{mount})", fix)
+    return _login_lease(response, client)
+
+
 @dataclass(frozen=True)
 class _AppRoleCredentials:
     """AppRole: role_id from MEDRELAY_VAULT_ROLE, secret_id from a file (re-read each login)."""
@@ -277,22 +204,17 @@ class _AppRoleCredentials:
         secret_id = _read_secret_file(
             self.secret_id_file, "AppRole secret_id", "MEDRELAY_VAULT_SECRET_ID_FILE"
         )
-        client.token = ""
-        response = call_vault(
+        return _mount_login(
             client,
-            "POST",
-            f"auth/{self.mount}/login",
-            timeout=timeout,
-            body={"role_id": self.role_id, "secret_id": secret_id},
-        )
-        if not response.ok:
-            raise _refused_login(
-                response,
-                f"approle (auth/{self.mount})",
+            timeout,
+            self.method,
+            self.mount,
+            {"role_id": self.role_id, "secret_id": secret_id},
+            fix=(
                 "check MEDRELAY_VAULT_ROLE (the role_id) and the secret_id in "
-                f"{self.secret_id_file} (MEDRELAY_VAULT_SECRET_ID_FILE)",
-            )
-        return _login_lease(response, client)
+                f"{self.secret_id_file} (MEDRELAY_VAULT_SECRET_ID_FILE)"
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -310,22 +232,17 @@ class _KubernetesCredentials:
             "Kubernetes service-account token",
             "MEDRELAY_VAULT_KUBERNETES_TOKEN_FILE",
         )
-        client.token = ""
-        response = call_vault(
+        return _mount_login(
             client,
-            "POST",
-            f"auth/{self.mount}/login",
-            timeout=timeout,
-            body={"role": self.role, "jwt": jwt},
-        )
-        if not response.ok:
-            raise _refused_login(
-                response,
-                f"kubernetes (auth/{self.mount})",
+            timeout,
+            self.method,
+            self.mount,
+            {"role": self.role, "jwt": jwt},
+            fix=(
                 f"check that the role {self.role!r} (MEDRELAY_VAULT_ROLE) exists and binds this "
-                f"pod's service account, whose token is read from {self.jwt_file}",
-            )
-        return _login_lease(response, client)
+                f"pod's service account, whose token is read from {self.jwt_file}"
+            ),
+        )
 
 
 def _credentials(settings: KeysSettings) -> _Credentials:
@@ -345,7 +262,7 @@ class VaultSession:
     """An hvac client kept logged in: login at start, renewal in the background, re-login."""
 
     def __init__(self, client: Any, credentials: _Credentials, timeout: float) -> None:
-        _without_retries(client.adapter.session)
+        without_retries(client.adapter.session)
         self._client = client
         self._credentials = credentials
         self._timeout = timeout
@@ -361,17 +278,7 @@ class VaultSession:
     @classmethod
     def from_settings(cls, settings: KeysSettings) -> VaultSession:
         """A session for MEDRELAY_VAULT_*; nothing is sent to Vault until start()."""
-        http = requests.Session()
-        http.verify = str(settings.vault_ca_cert) if settings.vault_ca_cert else True
-        client = hvac.Client(
-            url=settings.vault_addr,
-            token="",  # never pick up VAULT_TOKEN or ~/.vault-token behind the settings' back
-            verify=http.verify,
-            timeout=settings.vault_timeout_seconds,
-            namespace=settings.vault_namespace or None,
-            session=http,
-            adapter=RawAdapter,
-        )
+        client = new_vault_client(settings)
         return cls(client, _credentials(settings), settings.vault_timeout_seconds)
 
     @property
@@ -473,22 +380,16 @@ class VaultSession:
         response = call_vault(
             self._client, "POST", "auth/token/renew-self", timeout=self._timeout, body={}
         )
-        outage = _outage(response, "token renewal")
-        if outage is not None:
-            raise outage
+        failure = outage(response, "token renewal")
+        if failure is not None:
+            raise failure
         if not response.ok:
             _LOG.warning(
                 "vault refused to renew the token (HTTP %d); logging in again", response.status
             )
             return None
         auth = response.body.get("auth")
-        if not isinstance(auth, dict):
-            return None
-        return _Lease(
-            ttl=float(auth.get("lease_duration") or 0),
-            renewable=bool(auth.get("renewable")),
-            obtained=time.monotonic(),
-        )
+        return _auth_lease(auth) if isinstance(auth, dict) else None
 
     # --- the background task ----------------------------------------------------------------
 

@@ -38,7 +38,8 @@ from .engine import (
     KeyVersionRetired,
     ciphertext_version,
 )
-from .vault_auth import VaultResponse, VaultSession, call_vault, safe_reason
+from .vault_auth import VaultSession
+from .vault_http import VaultResponse, call_vault, safe_reason
 
 __all__ = ["VaultTransitEngine"]
 

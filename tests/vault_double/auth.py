@@ -89,15 +89,7 @@ class AuthMethods:
             raise VaultError(400, "missing secret_id")
         if not hmac.compare_digest(secret_id.encode(), role.credential.encode()):
             raise VaultError(400, "invalid role or secret ID")
-        token = self._tokens.create(
-            list(role.policies),
-            ttl=role.ttl,
-            renewable=True,
-            path=f"auth/{mount}/login",
-            display_name=mount,
-            meta={"role_name": role_id},
-        )
-        return Reply(200, envelope(auth=token.auth_block(role.ttl)))
+        return self._logged_in(mount, role, display_name=mount, meta={"role_name": role_id})
 
     def _kubernetes_login(self, call: Call, mount: str, roles: dict[str, _Role]) -> Reply:
         role_name = get_str(call.body, "role")
@@ -111,13 +103,25 @@ class AuthMethods:
             raise VaultError(400, f'invalid role name "{role_name}"')
         if not hmac.compare_digest(jwt.encode(), role.credential.encode()):
             raise VaultError(403, "permission denied")
+        return self._logged_in(
+            mount, role, display_name=f"{mount}-{role_name}", meta={"role": role_name}
+        )
+
+    def _logged_in(
+        self, mount: str, role: _Role, *, display_name: str, meta: dict[str, str]
+    ) -> Reply:
+        """A successful login's answer: a new renewable token with the role's policies and TTL.
+
+        AppRole and Kubernetes issue the same kind of token; only its display name and metadata
+        differ.
+        """
         token = self._tokens.create(
             list(role.policies),
             ttl=role.ttl,
             renewable=True,
             path=f"auth/{mount}/login",
-            display_name=f"{mount}-{role_name}",
-            meta={"role": role_name},
+            display_name=display_name,
+            meta=meta,
         )
         return Reply(200, envelope(auth=token.auth_block(role.ttl)))
 

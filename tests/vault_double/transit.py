@@ -148,35 +148,13 @@ class Transit:
         if key is None:
             raise VaultError(400, f"no existing key named {name} could be found")
         warnings: list[str] = []
-        min_decryption = key.min_decryption_version
-        min_encryption = key.min_encryption_version
-        if "min_decryption_version" in call.body:
-            wanted = get_int(call.body, "min_decryption_version")
-            if wanted < 0:
-                raise VaultError(400, "min decryption version cannot be negative")
-            if wanted == 0:
-                wanted = 1
-                warnings.append(
-                    "since Vault 0.3, transit key numbering starts at 1; forcing minimum to 1"
-                )
-            if wanted != min_decryption and wanted > key.latest_version:
-                raise VaultError(
-                    400,
-                    f"cannot set min decryption version of {wanted}, "
-                    f"latest key version is {key.latest_version}",
-                )
-            min_decryption = wanted
-        if "min_encryption_version" in call.body:
-            wanted = get_int(call.body, "min_encryption_version")
-            if wanted < 0:
-                raise VaultError(400, "min encryption version cannot be negative")
-            if wanted != min_encryption and wanted > key.latest_version:
-                raise VaultError(
-                    400,
-                    f"cannot set min encryption version of {wanted}, "
-                    f"latest key version is {key.latest_version}",
-                )
-            min_encryption = wanted
+        min_decryption = self._min_version(call, key, "decryption", key.min_decryption_version)
+        if min_decryption == 0:  # only a request asks for 0: the key's own minimum is at least 1
+            min_decryption = 1
+            warnings.append(
+                "since Vault 0.3, transit key numbering starts at 1; forcing minimum to 1"
+            )
+        min_encryption = self._min_version(call, key, "encryption", key.min_encryption_version)
         if 0 < min_encryption < min_decryption:
             raise VaultError(
                 400,
@@ -190,6 +168,27 @@ class Transit:
             key.deletion_allowed = get_bool(call.body, "deletion_allowed")
         return _reply(key.describe(), warnings)
 
+    @staticmethod
+    def _min_version(call: Call, key: NamedKey, which: str, current: int) -> int:
+        """The request's ``min_<which>_version`` checked as Vault checks it; `current` if absent.
+
+        Vault checks the decryption and the encryption minimum alike; decryption's rule that 0
+        means 1 is left to the caller.
+        """
+        field = f"min_{which}_version"
+        if field not in call.body:
+            return current
+        wanted = get_int(call.body, field)
+        if wanted < 0:
+            raise VaultError(400, f"min {which} version cannot be negative")
+        if wanted != current and wanted > key.latest_version:
+            raise VaultError(
+                400,
+                f"cannot set min {which} version of {wanted}, "
+                f"latest key version is {key.latest_version}",
+            )
+        return wanted
+
     def _rotate(self, call: Call) -> Reply:
         key = self._keys.get(call.params["name"])
         if key is None:
@@ -198,6 +197,13 @@ class Transit:
         return _reply(key.describe())
 
     # -- encryption -----------------------------------------------------------------------
+
+    def _named_key(self, call: Call) -> NamedKey:
+        """The key the path names; Vault's 400 "encryption key not found" when there is none."""
+        key = self._keys.get(call.params["name"])
+        if key is None:
+            raise VaultError(400, "encryption key not found")
+        return key
 
     def _items(self, call: Call, *, field: str, missing: str, require: bool) -> list[BatchItem]:
         """The request's items: batch_input, or the top-level fields as a batch of one."""
@@ -218,6 +224,18 @@ class Transit:
         )
         setattr(item, field, value)
         return [item]
+
+    def _ciphertext_items(
+        self, call: Call, *, require: bool
+    ) -> tuple[list[BatchItem], list[dict[str, Any]]]:
+        """Decrypt's and rewrap's items, and their results with an empty ciphertext failed."""
+        items = self._items(
+            call, field="ciphertext", missing="missing ciphertext to decrypt", require=require
+        )
+        results: list[dict[str, Any]] = [
+            {} if item.ciphertext else {"error": "missing ciphertext to decrypt"} for item in items
+        ]
+        return items, results
 
     @staticmethod
     def _decode_common(items: list[BatchItem], results: list[dict[str, Any]]) -> list[bytes]:
@@ -301,16 +319,9 @@ class Transit:
         return key
 
     def _decrypt(self, call: Call) -> Reply:
-        items = self._items(
-            call, field="ciphertext", missing="missing ciphertext to decrypt", require=True
-        )
-        results: list[dict[str, Any]] = [
-            {} if item.ciphertext else {"error": "missing ciphertext to decrypt"} for item in items
-        ]
+        items, results = self._ciphertext_items(call, require=True)
         contexts = self._decode_common(items, results)
-        key = self._keys.get(call.params["name"])
-        if key is None:
-            raise VaultError(400, "encryption key not found")
+        key = self._named_key(call)
         for item, result, context in zip(items, results, contexts, strict=True):
             if "error" in result:
                 result["plaintext"] = ""
@@ -322,16 +333,9 @@ class Transit:
         return self._respond(call, items, results, partial_failure_status=True)
 
     def _rewrap(self, call: Call) -> Reply:
-        items = self._items(
-            call, field="ciphertext", missing="missing ciphertext to decrypt", require=False
-        )
-        results: list[dict[str, Any]] = [
-            {} if item.ciphertext else {"error": "missing ciphertext to decrypt"} for item in items
-        ]
+        items, results = self._ciphertext_items(call, require=False)
         contexts = self._decode_common(items, results)
-        key = self._keys.get(call.params["name"])
-        if key is None:
-            raise VaultError(400, "encryption key not found")
+        key = self._named_key(call)
         for item, result, context in zip(items, results, contexts, strict=True):
             if "error" in result:
                 continue
@@ -378,9 +382,7 @@ class Transit:
         kind = call.params["kind"]
         if kind not in ("plaintext", "wrapped"):
             raise VaultError(400, "Invalid path, must be 'plaintext' or 'wrapped'")
-        key = self._keys.get(call.params["name"])
-        if key is None:
-            raise VaultError(400, "encryption key not found")
+        key = self._named_key(call)
         if nonce:
             raise VaultError(500, multierror(_NONCE_NOT_ALLOWED))
         version = get_int(call.body, "key_version")
@@ -406,9 +408,7 @@ class Transit:
 
     def _hmac(self, call: Call) -> Reply:
         algorithm = call.params.get("urlalgorithm") or get_str(call.body, "algorithm", "sha2-256")
-        key = self._keys.get(call.params["name"])
-        if key is None:
-            raise VaultError(400, "encryption key not found")
+        key = self._named_key(call)
         try:
             key.hmac_key(get_int(call.body, "key_version"))
         except ItemError as exc:
@@ -418,19 +418,29 @@ class Transit:
         self._refuse_batch(call, "hmac")
         if "input" not in call.body:
             raise VaultError(400, "missing input for HMAC")
-        try:
-            data = b64decode(get_str(call.body, "input"))
-        except ValueError as exc:
-            raise VaultError(400, f"unable to decode input as base64: {exc}") from None
+        data = self._hmac_input(call)
         return _reply({"hmac": key.hmac(data, get_int(call.body, "key_version"), algorithm)})
 
-    def _hash_algorithm(self, call: Call) -> str:
-        algorithm = (
+    @staticmethod
+    def _hmac_input(call: Call) -> bytes:
+        """The input an HMAC or its verification is over; Vault's 400 if it is not base64."""
+        try:
+            return b64decode(get_str(call.body, "input"))
+        except ValueError as exc:
+            raise VaultError(400, f"unable to decode input as base64: {exc}") from None
+
+    @staticmethod
+    def _requested_hash(call: Call) -> str:
+        """The hash the request names (path, hash_algorithm, then algorithm), unchecked."""
+        return (
             call.params.get("urlalgorithm")
             or get_str(call.body, "hash_algorithm")
             or get_str(call.body, "algorithm")
             or "sha2-256"
         )
+
+    def _hash_algorithm(self, call: Call) -> str:
+        algorithm = self._requested_hash(call)
         if algorithm not in HASH_ALGORITHMS:
             raise VaultError(400, f'invalid hash algorithm "{algorithm}"')
         return algorithm
@@ -499,21 +509,11 @@ class Transit:
         return _reply({"valid": valid})
 
     def _verify_hmac(self, call: Call) -> Reply:
-        algorithm = (
-            call.params.get("urlalgorithm")
-            or get_str(call.body, "hash_algorithm")
-            or get_str(call.body, "algorithm")
-            or "sha2-256"
-        )
-        key = self._keys.get(call.params["name"])
-        if key is None:
-            raise VaultError(400, "encryption key not found")
+        algorithm = self._requested_hash(call)
+        key = self._named_key(call)
         if algorithm not in HASH_ALGORITHMS:
             raise VaultError(400, f'unsupported algorithm "{algorithm}"')
-        try:
-            data = b64decode(get_str(call.body, "input"))
-        except ValueError as exc:
-            raise VaultError(400, f"unable to decode input as base64: {exc}") from None
+        data = self._hmac_input(call)
         try:
             valid = key.hmac_verify(data, get_str(call.body, "hmac"), algorithm)
         except ItemError as exc:
