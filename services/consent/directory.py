@@ -1,0 +1,60 @@
+"""The facts a Check needs from elsewhere: a patient's blind index and care teams (identity).
+
+Care teams are asked for only when the decision can depend on them (the care-team default
+policy, or a provision naming a care team), so most Checks make no identity call.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import grpc
+
+from medrelay.common.v1 import types_pb2
+from medrelay.errors import unavailable
+from medrelay.identity.v1 import identity_service_pb2 as identity_pb
+from medrelay.identity.v1 import identity_service_pb2_grpc as identity_grpc
+
+log = logging.getLogger("medrelay.consent")
+
+
+class CareTeams(Protocol):
+    """Which of a patient's care teams a practitioner belongs to now."""
+
+    async def member_teams(self, system: str, value: str, practitioner_id: str) -> frozenset[str]:
+        """Ids of the patient's active care teams with the practitioner a current member."""
+        ...
+
+
+class IdentityCareTeams:
+    """CareTeams through identity's ListCareTeams."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout: float = 5.0) -> None:
+        self._stub = identity_grpc.IdentityServiceStub(channel)
+        self._timeout = timeout
+
+    async def member_teams(self, system: str, value: str, practitioner_id: str) -> frozenset[str]:
+        teams: set[str] = set()
+        page_token = ""
+        for _ in range(100):  # bounded: 100 pages of 1000 teams is far beyond any patient
+            try:
+                answer = await self._stub.ListCareTeams(
+                    identity_pb.ListCareTeamsRequest(
+                        patient=types_pb2.PatientIdentifier(system=system, value=value),
+                        member_practitioner_id=practitioner_id,
+                        page_size=1000,
+                        page_token=page_token,
+                    ),
+                    timeout=self._timeout,
+                )
+            except grpc.aio.AioRpcError as exc:
+                log.warning(
+                    "identity refused a care team lookup", extra={"status": exc.code().name}
+                )
+                raise unavailable("identity") from None
+            teams.update(team.id for team in answer.care_teams if team.active)
+            page_token = answer.next_page_token
+            if not page_token:
+                break
+        return frozenset(teams)

@@ -1,0 +1,187 @@
+"""A consent service running in-process on port 0 over mutual TLS, for integration tests.
+
+Real PostgreSQL (a fresh schema per test), real mutual TLS, and the real keys and identity
+services of the session for blind indexes and care teams.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import grpc
+
+from medrelay import db, tls
+from medrelay.blind_index import KeysBlindIndex
+from medrelay.common.v1 import types_pb2
+from medrelay.consent.v1 import consent_service_pb2_grpc as pb_grpc
+from medrelay.pki import DevPki
+from medrelay.server import RunningServer, create_server
+from medrelay.services.consent.directory import IdentityCareTeams
+from medrelay.services.consent.model import DefaultPolicy
+from medrelay.services.consent.server import ConsentServicer, definition, utc_now
+from medrelay.services.consent.store import ConsentStore
+from medrelay.spiffe import PeerIdentity
+
+from .identity_env import TRUST_DOMAIN, IdentityEnv, unique
+
+PURPOSE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+CLASS_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+NIR = "urn:oid:1.2.250.1.213.1.4.8"
+
+
+def new_patient() -> types_pb2.PatientIdentifier:
+    """A patient no other test uses."""
+    return types_pb2.PatientIdentifier(system=NIR, value=unique("nir").replace("-", ""))
+
+
+def provision(type_: str, **conditions: Any) -> dict[str, Any]:
+    """A FHIR provision: actors=[("Practitioner", id)], purposes=[...], classes=[...],
+    period=(start, end) ISO strings, provisions=[nested]."""
+    out: dict[str, Any] = {"type": type_}
+    if "actors" in conditions:
+        out["actor"] = [
+            {
+                "role": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                            "code": "IRCP",
+                        }
+                    ]
+                },
+                "reference": {"reference": f"{kind}/{id_}"},
+            }
+            for kind, id_ in conditions["actors"]
+        ]
+    if "purposes" in conditions:
+        out["purpose"] = [{"system": PURPOSE_SYSTEM, "code": c} for c in conditions["purposes"]]
+    if "classes" in conditions:
+        out["securityLabel"] = [{"system": CLASS_SYSTEM, "code": c} for c in conditions["classes"]]
+    if "period" in conditions:
+        start, end = conditions["period"]
+        out["period"] = {k: v for k, v in (("start", start), ("end", end)) if v}
+    if "provisions" in conditions:
+        out["provision"] = conditions["provisions"]
+    return out
+
+
+def consent_json(
+    patient: types_pb2.PatientIdentifier,
+    root: dict[str, Any],
+    *,
+    status: str = "active",
+    consent_id: str | None = None,
+) -> str:
+    """A FHIR R4 privacy Consent for `patient` with `root` as its provision."""
+    resource: dict[str, Any] = {
+        "resourceType": "Consent",
+        "status": status,
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"identifier": {"system": patient.system, "value": patient.value}},
+        "dateTime": "2026-01-01T00:00:00Z",
+        "provision": root,
+    }
+    if consent_id:
+        resource["id"] = consent_id
+    return json.dumps(resource)
+
+
+@dataclass
+class ConsentEnv:
+    """A running consent service and the means to call it as anyone."""
+
+    pki: DevPki
+    pool: asyncpg.Pool
+    running: RunningServer
+    _closers: list[Any] = field(default_factory=list)
+    _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+
+    def stub(self, identity: PeerIdentity) -> pb_grpc.ConsentServiceStub:
+        """A stub presenting `identity`'s certificate."""
+        if identity.uri not in self._channels:
+            target = f"127.0.0.1:{self.running.port}"
+            self._channels[identity.uri] = tls.secure_channel(target, self.pki.paths(identity))
+        return pb_grpc.ConsentServiceStub(self._channels[identity.uri])
+
+    @property
+    def exchange(self) -> pb_grpc.ConsentServiceStub:
+        """The enforcer."""
+        return self.stub(PeerIdentity.service(TRUST_DOMAIN, "exchange"))
+
+    @property
+    def admin(self) -> pb_grpc.ConsentServiceStub:
+        """The reviewer."""
+        return self.stub(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
+
+    def system(self, org: str = "org-a") -> pb_grpc.ConsentServiceStub:
+        """An organisation's EHR, recording its patients' consents."""
+        return self.stub(PeerIdentity.system(TRUST_DOMAIN, org, "ehr"))
+
+    async def ledger(self) -> list[asyncpg.Record]:
+        """The consent ledger, oldest first."""
+        return list(
+            await self.pool.fetch(
+                "SELECT actor, action, resource_id, outcome, reason, details::text AS details "
+                "FROM audit_ledger ORDER BY seq"
+            )
+        )
+
+    async def table_counts(self) -> dict[str, int]:
+        """Rows per consent table."""
+        tables = ["consents", "emergency_accesses", "audit_ledger"]
+        return {t: await self.pool.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
+
+
+@asynccontextmanager
+async def running_consent(
+    dsn: str,
+    schema: str,
+    pki: DevPki,
+    keys_target: str,
+    identity: IdentityEnv,
+    policy: DefaultPolicy,
+    clock: Callable[[], datetime] = utc_now,
+) -> AsyncIterator[ConsentEnv]:
+    """Consent on a fresh schema, asking the session's keys and identity services."""
+    await db.migrate(dsn, schema, ["medrelay", "medrelay.services.consent"])
+    pool = await db.create_pool(dsn, schema, max_size=5)
+    own = pki.paths(PeerIdentity.service(TRUST_DOMAIN, "consent"))
+    keys_channel = tls.secure_channel(keys_target, own)
+    identity_channel = tls.secure_channel(identity.target, own)
+    servicer = ConsentServicer(
+        ConsentStore(pool),
+        KeysBlindIndex(keys_channel),
+        IdentityCareTeams(identity_channel),
+        default_policy=policy,
+        clock=clock,
+    )
+    running = await create_server(
+        definition(servicer),
+        "127.0.0.1:0",
+        tls.server_credentials(own),
+        trust_domain=TRUST_DOMAIN,
+    )
+    env = ConsentEnv(pki, pool, running)
+    try:
+        yield env
+    finally:
+        for channel in env._channels.values():
+            await channel.close()
+        await running.stop(0)
+        await keys_channel.close()
+        await identity_channel.close()
+        await pool.close()
