@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from bench.consent import bench_consent
 from bench.envelope import bench_envelope
 from bench.floor_server import METHOD
 from bench.harness import TIMEOUT, TRUST_DOMAIN, line, measure, service_beside_floor
@@ -125,6 +126,8 @@ def main() -> None:
         for entry in asyncio.run(bench_identity(work, args.seconds, args.repeats)):
             print(json.dumps(entry), flush=True)
         for entry in asyncio.run(bench_keys(work / "keys", args.seconds, args.repeats)):
+            print(json.dumps(entry), flush=True)
+        for entry in asyncio.run(bench_consent(work / "consent", args.seconds, args.repeats)):
             print(json.dumps(entry), flush=True)
         for entry in bench_envelope(max(args.repeats, 5)):
             print(json.dumps(entry), flush=True)

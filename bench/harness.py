@@ -95,6 +95,8 @@ class Bench:
     pki: DevPki
     target: str
     floor_target: str
+    #: The bench's own PostgreSQL, for seeding.
+    dsn: str
 
 
 @asynccontextmanager
@@ -103,8 +105,11 @@ async def service_beside_floor(
     service: str,
     pki_services: Sequence[str],
     systems: Mapping[str, list[str]],
+    companions: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Bench]:
-    """Its own PostgreSQL, PKI, the service and the floor; everything stopped afterwards."""
+    """Its own PostgreSQL, PKI, the services it calls (`companions`), the service and the
+    floor; everything stopped afterwards."""
     pki = init_dev_pki(
         work / "pki",
         TRUST_DOMAIN,
@@ -114,26 +119,36 @@ async def service_beside_floor(
     )
     postgres = EmbeddedPostgres(work / "pg")
     dsn = postgres.start()
-    port, floor_port = free_port(), free_port()
-    env = service_environment(
-        service,
-        database_url=dsn,
-        listen_address=f"127.0.0.1:{port}",
-        trust_domain=TRUST_DOMAIN,
-        pki_dir=work / "pki",
-        state_dir=work,
-        extra={"MEDRELAY_LOG_LEVEL": "WARNING"},
-    )
-    floor_args = [str(work / "pki"), TRUST_DOMAIN, f"127.0.0.1:{floor_port}"]
+    ports = {name: free_port() for name in [*companions, service, "floor"]}
+    peers = {name: f"127.0.0.1:{port}" for name, port in ports.items() if name != "floor"}
+
+    def env_of(name: str) -> dict[str, str]:
+        return service_environment(
+            name,
+            database_url=dsn,
+            listen_address=f"127.0.0.1:{ports[name]}",
+            trust_domain=TRUST_DOMAIN,
+            pki_dir=work / "pki",
+            state_dir=work,
+            peers=peers,
+            extra={"MEDRELAY_LOG_LEVEL": "WARNING", **(extra_env or {})},
+        )
+
+    floor_args = [str(work / "pki"), TRUST_DOMAIN, f"127.0.0.1:{ports['floor']}"]
     # Long-lived servers started once; Popen returns at once, nothing awaits them here.
     servers = [
-        subprocess.Popen([sys.executable, "-m", f"medrelay.services.{service}"], env=env),  # noqa: ASYNC220
-        subprocess.Popen([sys.executable, "-m", "bench.floor_server", *floor_args], env=env),  # noqa: ASYNC220
+        subprocess.Popen([sys.executable, "-m", f"medrelay.services.{name}"], env=env_of(name))  # noqa: ASYNC220
+        for name in [*companions, service]
     ]
+    servers.append(
+        subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-m", "bench.floor_server", *floor_args], env=env_of(service)
+        )
+    )
     try:
-        bench = Bench(pki, f"127.0.0.1:{port}", f"127.0.0.1:{floor_port}")
-        await wait_healthy(bench.target, pki)
-        await wait_healthy(bench.floor_target, pki)
+        bench = Bench(pki, peers[service], f"127.0.0.1:{ports['floor']}", dsn)
+        for target in [*peers.values(), bench.floor_target]:
+            await wait_healthy(target, pki)
         yield bench
     finally:
         for server in servers:
