@@ -30,7 +30,11 @@ def serve(
 @pytest.fixture
 def good_env(tmp_path: Path, database_dsn: str) -> dict[str, str]:
     init_dev_pki(
-        tmp_path / "pki", "medrelay.local", services=["identity", "keys"], admins=[], systems={}
+        tmp_path / "pki",
+        "medrelay.local",
+        services=["identity", "keys", "consent"],
+        admins=[],
+        systems={},
     )
     return {
         "MEDRELAY_DATABASE_URL": database_dsn,
@@ -97,6 +101,13 @@ def test_keys_startup_error_names_the_setting(
     assert variable in result.stderr
     assert "Traceback" not in result.stderr
     assert "not-a-real-token" not in result.stderr + result.stdout
+
+
+def test_consent_default_policy_is_checked_at_start(good_env: dict[str, str]) -> None:
+    result = serve({**good_env, "MEDRELAY_CONSENT_DEFAULT_POLICY": "maybe"}, "consent")
+    assert result.returncode == 2, result.stderr
+    assert "MEDRELAY_CONSENT_DEFAULT_POLICY: expected opt-in, care-team or opt-out" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_master_key_others_can_read_is_refused(good_env: dict[str, str], tmp_path: Path) -> None:
