@@ -27,6 +27,7 @@ from medrelay.services.consent.model import DefaultPolicy
 from medrelay.services.consent.server import ConsentServicer, definition, utc_now
 from medrelay.services.consent.store import ConsentStore
 from medrelay.spiffe import PeerIdentity
+from tests import ledger_rows
 
 from .identity_env import TRUST_DOMAIN, IdentityEnv, unique
 
@@ -133,17 +134,11 @@ class ConsentEnv:
 
     async def ledger(self) -> list[asyncpg.Record]:
         """The consent ledger, oldest first."""
-        return list(
-            await self.pool.fetch(
-                "SELECT actor, action, resource_id, outcome, reason, details::text AS details "
-                "FROM audit_ledger ORDER BY seq"
-            )
-        )
+        return await ledger_rows.ledger(self.pool)
 
     async def table_counts(self) -> dict[str, int]:
         """Rows per consent table."""
-        tables = ["consents", "emergency_accesses", "audit_ledger"]
-        return {t: await self.pool.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
+        return await ledger_rows.table_counts(self.pool, ["consents", "emergency_accesses"])
 
 
 @asynccontextmanager

@@ -23,6 +23,7 @@ from medrelay.services.keys.engine import TransitEngine
 from medrelay.services.keys.server import KeysServicer, definition
 from medrelay.services.keys.store import KeysStore
 from medrelay.spiffe import PeerIdentity
+from tests import ledger_rows
 from tests.integration.identity_env import TRUST_DOMAIN
 
 from .backends import engine_opener, run_prefix
@@ -103,17 +104,11 @@ class KeysEnv:
 
     async def ledger(self) -> list[asyncpg.Record]:
         """The keys ledger, oldest first."""
-        return list(
-            await self.pool.fetch(
-                "SELECT actor, action, resource_id, outcome, reason, details::text AS details "
-                "FROM audit_ledger ORDER BY seq"
-            )
-        )
+        return await ledger_rows.ledger(self.pool)
 
     async def table_counts(self) -> dict[str, int]:
-        """Rows per keys table: proves a refused call wrote nothing."""
-        tables = ["wraps", "shredded_wraps", "audit_ledger"]
-        return {t: await self.pool.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
+        """Rows per keys table."""
+        return await ledger_rows.table_counts(self.pool, ["wraps", "shredded_wraps"])
 
 
 @asynccontextmanager
