@@ -22,6 +22,7 @@ under keys that do not look like patient or secret fields.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -107,6 +108,10 @@ class AuditEvent:
             _check_text(text)
         # Copy, so a caller mutating its dict later cannot change a record being hashed.
         object.__setattr__(self, "details", MappingProxyType(_checked_details(self.details)))
+
+    def with_details(self, **more: DetailValue) -> AuditEvent:
+        """The same event with more details (e.g. a count known only once the change ran)."""
+        return dataclasses.replace(self, details={**self.details, **more})
 
 
 @dataclass(frozen=True)

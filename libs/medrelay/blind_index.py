@@ -18,7 +18,7 @@ from typing import Protocol
 
 import grpc
 
-from medrelay.errors import unavailable
+from medrelay.errors import invalid_field, unavailable
 from medrelay.keys.v1 import keys_service_pb2 as keys_pb
 from medrelay.keys.v1 import keys_service_pb2_grpc as keys_grpc
 
@@ -63,6 +63,8 @@ class KeysBlindIndex:
             )
         except grpc.aio.AioRpcError as exc:
             # The status only: the details could echo what was sent.
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise invalid_field(kind, "cannot be indexed (too long)") from None
             log.warning("keys refused a blind index", extra={"status": exc.code().name})
             raise unavailable("keys") from None
         self._cache[cache_key] = answer.index
@@ -71,5 +73,7 @@ class KeysBlindIndex:
         return str(answer.index)
 
     async def patient(self, system: str, value: str) -> str:
-        """The index of a patient identifier."""
-        return await self.index("patient", f"{system}|{value}")
+        """The index of a patient identifier (validate it with
+        validation.patient_identifier first). NUL separates the parts: it cannot occur in a
+        valid identifier, so no two identifiers give the same input."""
+        return await self.index("patient", f"{system}\x00{value}")

@@ -21,6 +21,7 @@ URI_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_PAGE_TOKEN_CHARS = 512
+MAX_PATIENT_VALUE_CHARS = 128
 
 
 def _has_control_characters(value: str) -> bool:
@@ -81,6 +82,20 @@ def code(value: str, field: str, *, max_chars: int = 64) -> str:
     if value != value.strip() or _has_control_characters(value):
         raise invalid_field(field, "must be printable with no leading or trailing space")
     return value
+
+
+def patient_identifier(system: str, value: str, field: str) -> tuple[str, str]:
+    """A patient identifier (namespace URI, value), checked the same way by every service
+    before it is turned into a blind index: one patient, one index, whichever path it came by.
+
+    Invisible format characters (zero-width spaces and the like) are refused, so two
+    identifiers that look the same can never index differently.
+    """
+    checked_system = uri(system, f"{field}.system")
+    checked_value = code(value, f"{field}.value", max_chars=MAX_PATIENT_VALUE_CHARS)
+    if any(unicodedata.category(ch) == "Cf" for ch in checked_system + checked_value):
+        raise invalid_field(f"{field}.value", "contains invisible format characters")
+    return checked_system, checked_value
 
 
 def page_size(value: int, field: str = "page_size") -> int:

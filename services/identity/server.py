@@ -117,9 +117,7 @@ def _period(value: types_pb2.Period, field: str, now: datetime) -> tuple[datetim
 
 def _patient(patient: types_pb2.PatientIdentifier, field: str) -> tuple[str, str]:
     """A patient identifier's validated (system, value), to be turned into a blind index."""
-    system = check.uri(patient.system, f"{field}.system")
-    value = check.code(patient.value, f"{field}.value", max_chars=128)
-    return system, value
+    return check.patient_identifier(patient.system, patient.value, field)
 
 
 def _page(rows: list[Any], limit: int, key: Callable[[Any], str]) -> tuple[list[Any], str]:

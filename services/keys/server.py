@@ -40,7 +40,7 @@ from .errors import engine_errors, shredded, wrap_mismatch
 from .store import KeysStore, StoredWrap
 
 MAX_ORGANIZATIONS = 100
-MAX_BLIND_INDEX_VALUE_BYTES = 512
+MAX_BLIND_INDEX_VALUE_BYTES = 2048
 MAX_SIGNATURE_BYTES = 256
 DIGEST_BYTES = 32
 REWRAP_BATCH = 100

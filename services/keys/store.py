@@ -6,7 +6,6 @@ audit record before the key leaves the service, so no key is ever released unrec
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -146,7 +145,7 @@ class KeysStore:
                 [row["organization_id"] for row in deleted],
             )
             shredded = len(deleted)
-            await audit.append(conn, _with_detail(event, "shredded", shredded))
+            await audit.append(conn, event.with_details(shredded=shredded))
         return shredded
 
     async def record(self, event: audit.AuditEvent) -> None:
@@ -163,7 +162,3 @@ def _wrap(row: asyncpg.Record) -> StoredWrap:
         ciphertext=row["ciphertext"],
         create_time=row["create_time"],
     )
-
-
-def _with_detail(event: audit.AuditEvent, key: str, value: int) -> audit.AuditEvent:
-    return dataclasses.replace(event, details={**event.details, key: value})

@@ -358,7 +358,7 @@ async def test_other_bad_requests(keys: KeysEnv, call: str, field: str) -> None:
             pb.BlindIndexRequest(kind="patient"), timeout=TIMEOUT
         ),
         "index-long": lambda: keys.exchange.BlindIndex(
-            pb.BlindIndexRequest(kind="patient", value="é" * 300), timeout=TIMEOUT
+            pb.BlindIndexRequest(kind="patient", value="é" * 1100), timeout=TIMEOUT
         ),
         "index-kind": lambda: keys.exchange.BlindIndex(
             pb.BlindIndexRequest(kind="Patient!", value="x"), timeout=TIMEOUT
