@@ -15,7 +15,7 @@ from typing import Annotated
 import asyncpg
 import typer
 
-from medrelay import audit, db
+from medrelay import audit
 from medrelay.settings import SERVICES
 
 app = typer.Typer(
@@ -63,9 +63,14 @@ def serve(
     """Run one service until SIGTERM (the container's command)."""
     if service not in SERVICES:
         raise _fail(f"unknown service '{service}'; expected one of {', '.join(SERVICES)}")
+    package = f"medrelay.services.{service}"
     try:
-        module = importlib.import_module(f"medrelay.services.{service}.__main__")
-    except ModuleNotFoundError:
+        module = importlib.import_module(f"{package}.__main__")
+    except ModuleNotFoundError as exc:
+        # Only the service itself missing means "not in this release"; a module it imports
+        # missing is a broken install, and its traceback says which.
+        if exc.name not in (package, f"{package}.__main__"):
+            raise
         raise _fail(f"the {service} service is not implemented in this release") from None
     from medrelay import runtime
 
@@ -78,12 +83,14 @@ def migrate(
     database_url: Annotated[str | None, typer.Option(help="Default: MEDRELAY_DATABASE_URL")] = None,
 ) -> None:
     """Apply pending migrations (idempotent; also done by each service at start)."""
+    from medrelay.runtime import StartupError, migrate_service
+
     url = _database_url(database_url)
     for name in _service_names(service):
         try:
-            applied = asyncio.run(db.migrate(url, name, ["medrelay", f"medrelay.services.{name}"]))
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise _fail(f"cannot migrate {name}: {type(exc).__name__}: {exc}") from None
+            applied = asyncio.run(migrate_service(url, name))
+        except StartupError as exc:
+            raise _fail(f"cannot migrate {name}: {exc}") from None
         typer.echo(
             f"{name}: {len(applied)} migration(s) applied"
             + (f" ({', '.join(applied)})" if applied else "")
@@ -139,9 +146,14 @@ def dev(
     ] = 7100,
 ) -> None:
     """Run the whole local stack until Ctrl-C; data is kept in the home folder."""
+    from medrelay.runtime import StartupError
+
     from .devstack import run
 
-    run(home.resolve(), base_port)
+    try:
+        run(home.resolve(), base_port)
+    except StartupError as exc:
+        raise _fail(str(exc)) from None
 
 
 def main() -> None:

@@ -22,8 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from medrelay import db, tls
+from medrelay import tls
 from medrelay.pki import DevPki, init_dev_pki
+from medrelay.runtime import migrate_service
 from medrelay.settings import DEFAULT_PORTS, SERVICES
 from medrelay.spiffe import PeerIdentity
 
@@ -129,9 +130,7 @@ class DevStack:
         self.start_database()
         services = available_services()
         for service in services:
-            asyncio.run(
-                db.migrate(self.database_url, service, ["medrelay", f"medrelay.services.{service}"])
-            )
+            asyncio.run(migrate_service(self.database_url, service))
         log_dir = self.home / "logs"
         log_dir.mkdir(exist_ok=True)
         for service in services:

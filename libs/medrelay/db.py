@@ -68,7 +68,11 @@ async def create_pool(
 
 
 class MigrationError(RuntimeError):
-    """The database schema and the migration files disagree; the service must not start."""
+    """The database schema and the migration files disagree; the service must not start.
+
+    Messages are built from file names, versions, checksums and exception types only, never
+    from PostgreSQL's text, which can quote the values of a row a migration choked on.
+    """
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,11 @@ async def _migrate(conn: asyncpg.Connection, schema: str, migrations: list[Migra
             try:
                 await conn.execute(migration.sql)
             except asyncpg.PostgresError as exc:
-                raise MigrationError(f"{migration.label} failed in schema {schema}: {exc}") from exc
+                # The type and SQLSTATE say what went wrong; run the file in psql for the rest.
+                raise MigrationError(
+                    f"{migration.label} failed in schema {schema}: {type(exc).__name__} "
+                    f"(SQLSTATE {exc.sqlstate})"
+                ) from exc
             await conn.execute(
                 f"INSERT INTO {table} (package, version, name, checksum) VALUES ($1, $2, $3, $4)",
                 migration.package,

@@ -5,9 +5,10 @@ It does, in order, for every RPC of the service (health and reflection are left 
    another trust domain or missing from the service's access table (PERMISSION_DENIED);
 2. requires a deadline, since every outgoing call must propagate one;
 3. binds the identity for the handler (medrelay.caller);
-4. turns a MedrelayError into its status with one ErrorInfo, a database outage into
-   UNAVAILABLE, and anything unexpected into INTERNAL with a correlation id that is logged
-   with the traceback and never returned with any detail.
+4. turns a MedrelayError into its status with one ErrorInfo, a database outage (a
+   connection-level failure, see `is_dependency_outage`) into UNAVAILABLE, and anything
+   unexpected, driver misuse included, into INTERNAL with a correlation id that is logged
+   with the traceback's frames and never returned with any detail.
 """
 
 from __future__ import annotations
@@ -31,20 +32,44 @@ from medrelay.tls import peer_identity
 
 log = logging.getLogger("medrelay.rpc")
 
-_DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError)
-try:  # asyncpg's connection-level failures mean PostgreSQL is down, not a bug.
+# Failures that mean PostgreSQL (or the way to it) is down, not that the code is wrong: the
+# caller gets UNAVAILABLE and may retry. asyncpg.InterfaceError is not among them: it is
+# mostly misuse of the driver (DataError for a value it cannot encode, a transaction used
+# twice...), which is a bug to be logged with its frames, unless an outage caused it.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError)
+try:
     import asyncpg
 
-    _DEPENDENCY_ERRORS = (
-        *_DEPENDENCY_ERRORS,
-        asyncpg.exceptions.ConnectionDoesNotExistError,
-        asyncpg.exceptions.CannotConnectNowError,
-        asyncpg.exceptions.ConnectionFailureError,
+    _CONNECTION_ERRORS = (
+        *_CONNECTION_ERRORS,
+        # Class 08: ConnectionDoesNotExistError (closed mid-operation), ConnectionFailureError...
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.CannotConnectNowError,  # starting up or shutting down
+        asyncpg.exceptions.AdminShutdownError,
+        asyncpg.exceptions.CrashShutdownError,
         asyncpg.exceptions.TooManyConnectionsError,
-        asyncpg.exceptions.InterfaceError,
     )
+    _WRAPPING_ERRORS: tuple[type[BaseException], ...] = (asyncpg.exceptions.InterfaceError,)
 except ImportError:  # pragma: no cover - asyncpg is a dependency
-    pass
+    _WRAPPING_ERRORS = ()
+
+
+def is_dependency_outage(exc: BaseException) -> bool:
+    """Whether `exc` means the database is unreachable rather than a bug.
+
+    An InterfaceError counts only when raised while handling a connection failure, e.g.
+    "connection is closed" from a transaction's exit after the connection died in its body.
+    """
+    current: BaseException | None = exc
+    for _ in range(8):  # a chain is short; a cycle must not hang an error path
+        if current is None:
+            return False
+        if isinstance(current, _CONNECTION_ERRORS):
+            return True
+        if not isinstance(current, _WRAPPING_ERRORS):
+            return False
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _rpc_name(full_method: str) -> str:
@@ -96,7 +121,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         """Abort the call with the status that `exc` stands for."""
         if isinstance(exc, MedrelayError):
             await self._abort(context, exc)
-        elif isinstance(exc, _DEPENDENCY_ERRORS):
+        elif is_dependency_outage(exc):
             log.warning(
                 "dependency unavailable", extra={"rpc": method, "error": type(exc).__name__}
             )
@@ -188,4 +213,4 @@ def _wrap(
     )
 
 
-__all__ = ["PeerIdentity", "ServiceInterceptor"]
+__all__ = ["PeerIdentity", "ServiceInterceptor", "is_dependency_outage"]

@@ -35,6 +35,25 @@ class StartupError(SettingsError):
     """The process cannot start; the message names the setting or dependency to fix."""
 
 
+async def migrate_service(database_url: str, service: str, schema: str = "") -> list[str]:
+    """Apply `service`'s migrations (to its own schema unless told otherwise).
+
+    What `serve`, `medrelay migrate` and `medrelay dev` all do before anything else. Any
+    failure is a one-line StartupError naming the migration file or the setting, and the
+    exception's type: never its text, which may quote the URL's password or a row's values.
+    """
+    try:
+        return await db.migrate(database_url, schema or service, migration_packages(service))
+    except db.MigrationError as exc:
+        raise StartupError(f"migrations of {service}: {exc}") from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StartupError(_database_unusable(exc)) from None
+
+
+def _database_unusable(exc: BaseException) -> str:
+    return f"MEDRELAY_DATABASE_URL: cannot use PostgreSQL ({type(exc).__name__})"
+
+
 def certificate_paths(settings: ServiceSettings) -> CertPaths:
     """Explicit MEDRELAY_TLS_* files, or this service's files in the PKI folder."""
     if settings.tls_cert and settings.tls_key and settings.tls_ca:
@@ -59,18 +78,14 @@ def main(service: str, build: BuildService) -> None:
 
 async def _connect_database(settings: ServiceSettings) -> asyncpg.Pool:
     """Migrations then the pool; PostgreSQL being unreachable is a clear startup error."""
+    await migrate_service(settings.database_url, settings.service)
     try:
-        await db.migrate(
-            settings.database_url, settings.service, migration_packages(settings.service)
-        )
         return await db.create_pool(
             settings.database_url, settings.service, max_size=settings.db_pool_size
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # The exception text may hold the URL with its password: name the type only.
-        raise StartupError(
-            f"MEDRELAY_DATABASE_URL: cannot use PostgreSQL ({type(exc).__name__})"
-        ) from None
+        raise StartupError(_database_unusable(exc)) from None
 
 
 async def run_service(settings: ServiceSettings, build: BuildService) -> None:

@@ -31,7 +31,7 @@ def setting(name: str, doc: str, parse: Callable[[str], Any] = str, **kwargs: An
 
 
 def _address(value: str) -> str:
-    match = _ADDRESS.match(value)
+    match = _ADDRESS.fullmatch(value)
     if not match or not 0 < int(match.group(2)) < 65536:
         raise ValueError("expected host:port with a port from 1 to 65535")
     return value

@@ -20,8 +20,11 @@ from dataclasses import dataclass
 
 SCHEME = "spiffe://"
 
-# Names and organisation ids: short, lowercase, safe in URIs, file paths and log lines.
-_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+# Names and organisation ids: short, lowercase, safe in URIs, file paths and log lines. Every
+# client-chosen id in medrelay follows this one rule (medrelay.validation imports it), so any
+# organisation id the directory accepts can be named in a certificate. Anchored with \A and \Z
+# (not ^ and $, which let a trailing newline through), and checked with fullmatch.
+ID_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9-]{0,62}\Z")
 # A lowercase DNS name: dot-separated labels of 1-63 characters, no leading/trailing hyphen.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _TRUST_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
@@ -52,7 +55,7 @@ def _check_trust_domain(value: str) -> None:
 
 
 def _check_name(field: str, value: str) -> None:
-    if not _NAME.fullmatch(value):
+    if not ID_PATTERN.fullmatch(value):
         raise ValueError(
             f"{field} {_shown(value)}: expected 1-63 characters of a-z, 0-9 and '-', "
             "starting with a letter or digit"

@@ -4,7 +4,9 @@ Logs are one JSON object a line so that a log pipeline indexes them without pars
 What goes into a log record is chosen by the caller through `extra=`; by convention it is
 ids, RPC names, counts and reasons, never patient identifiers, document content or keys.
 Instrumentation (gRPC server and client, asyncpg) is installed only when an OTLP endpoint is
-set: with nobody collecting, spans would cost latency for nothing.
+set: with nobody collecting, spans would cost latency for nothing. Spans are exported through
+medrelay.span_redaction, which strips exception text, status descriptions and statement
+parameters: instrumentation libraries put a driver's error text there, and it quotes values.
 """
 
 from __future__ import annotations
@@ -73,12 +75,16 @@ def configure_telemetry(service: str, otlp_endpoint: str) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from medrelay.span_redaction import RedactingSpanExporter
+
     resource = Resource.create({"service.name": f"medrelay-{service}"})
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    exporter = RedactingSpanExporter(OTLPSpanExporter(endpoint=otlp_endpoint))
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(tracer_provider)
     reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=otlp_endpoint))
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
     GrpcAioInstrumentorServer().instrument()
     GrpcAioInstrumentorClient().instrument()
-    AsyncPGInstrumentor().instrument()
+    # Statement parameters are values (patient indexes, names...): never captured.
+    AsyncPGInstrumentor(capture_parameters=False).instrument()

@@ -15,9 +15,12 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from medrelay.errors import invalid_field
+from medrelay.spiffe import ID_PATTERN as ID_PATTERN  # the one id rule, re-exported
 
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-URI_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
+# Patterns are anchored with \A and \Z and used with fullmatch: `$` also matches before a
+# trailing newline, so a ^...$ pattern would accept "org\n" as an id.
+URI_PATTERN = re.compile(r"\A[A-Za-z][A-Za-z0-9+.-]*:[^\s]+\Z")
+UUID_PATTERN = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_PAGE_TOKEN_CHARS = 512
@@ -45,7 +48,7 @@ def resource_id(value: str, field: str) -> str:
     """A client-chosen id: lowercase letters, digits and '-', at most 63 characters."""
     if not value:
         raise invalid_field(field, "is required")
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         raise invalid_field(
             field,
             "must be 1 to 63 lowercase letters, digits or '-', starting with a letter or digit",
@@ -57,7 +60,7 @@ def uuid_id(value: str, field: str) -> str:
     """A server-assigned UUID."""
     if not value:
         raise invalid_field(field, "is required")
-    if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", value):
+    if not UUID_PATTERN.fullmatch(value):
         raise invalid_field(field, "must be a UUID")
     return value
 
@@ -68,7 +71,7 @@ def uri(value: str, field: str, *, max_chars: int = 256) -> str:
         raise invalid_field(field, "is required")
     if len(value) > max_chars:
         raise invalid_field(field, f"is longer than {max_chars} characters")
-    if not URI_PATTERN.match(value) or _has_control_characters(value):
+    if not URI_PATTERN.fullmatch(value) or _has_control_characters(value):
         raise invalid_field(field, "must be an absolute URI")
     return value
 

@@ -644,9 +644,17 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             raise invalid_field("care_team.members", f"has more than {MAX_RECIPIENTS} entries")
         now = self._now()
         members = []
+        listed: dict[str, int] = {}
         for i, member in enumerate(team.members):
             field = f"care_team.members[{i}]"
             practitioner_id = check.resource_id(member.practitioner_id, f"{field}.practitioner_id")
+            if practitioner_id in listed:
+                # One participation each at creation; later ones come with AddCareTeamMember.
+                raise invalid_field(
+                    f"{field}.practitioner_id",
+                    f"repeats care_team.members[{listed[practitioner_id]}].practitioner_id",
+                )
+            listed[practitioner_id] = i
             members.append((practitioner_id, *_period(member.validity, f"{field}.validity", now)))
         patient_index = await self._indexer.patient(*patient)
         change = self._change(

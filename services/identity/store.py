@@ -3,21 +3,29 @@
 Rows come back as asyncpg Records (read-only mappings); server.py turns them into protos.
 Nothing here is cached: Authorize reads the current state on every call, which is how a
 deactivation or a membership's end applies to the very next call.
+
+A constraint violation becomes the caller's error by the constraint's name (see
+UNIQUE_CONSTRAINTS and REFERENCES), never by reading or repeating PostgreSQL's message, which
+quotes the offending values. A violation of a constraint not listed there is a bug: it goes
+up unchanged and the interceptor answers INTERNAL with a correlation id.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import grpc
 
 from medrelay import audit
-from medrelay.errors import already_exists, failed_precondition, not_found
+from medrelay.common.v1.errors_pb2 import ErrorReason
+from medrelay.errors import MedrelayError, already_exists, failed_precondition, not_found
 
 from . import rules
 
@@ -197,19 +205,29 @@ class IdentityStore:
 
     # ----- Changes -----------------------------------------------------------------
 
-    async def _audited(self, change: Change, sql: str, *args: Any) -> Row:
-        """Run one statement and its audit record in one transaction."""
+    @asynccontextmanager
+    async def _changing(self, change: Change) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction that commits with `change`'s audit record, or not at all.
+
+        Constraint violations raised inside become the caller's errors (ALREADY_EXISTS,
+        NOT_FOUND); any other exception rolls back and goes up as it is.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             try:
-                row: Row | None = await conn.fetchrow(sql, *args)
-            except asyncpg.UniqueViolationError:
-                raise already_exists(change.resource_type) from None
+                yield conn
+            except asyncpg.UniqueViolationError as exc:
+                raise _clash(exc) from None
             except asyncpg.ForeignKeyViolationError as exc:
-                raise not_found(_referenced(exc)) from None
+                raise _missing(exc) from None
+            await audit.append(conn, _event(change))
+
+    async def _audited(self, change: Change, sql: str, *args: Any) -> Row:
+        """Run one statement returning a row, with its audit record, in one transaction."""
+        async with self._changing(change) as conn:
+            row: Row | None = await conn.fetchrow(sql, *args)
             if row is None:
                 raise not_found(change.resource_type)
-            await audit.append(conn, _event(change))
-            return row
+        return row
 
     async def create_organization(
         self,
@@ -305,7 +323,7 @@ class IdentityStore:
 
     async def end_membership(self, change: Change, membership_id: str, end: datetime) -> Row:
         """End a membership that is open or ends later than `end`."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._changing(change) as conn:
             row = await conn.fetchrow(
                 "SELECT * FROM memberships WHERE id = $1 FOR UPDATE", uuid.UUID(membership_id)
             )
@@ -320,9 +338,8 @@ class IdentityStore:
                 uuid.UUID(membership_id),
                 end,
             )
-            await audit.append(conn, _event(change))
-            assert updated is not None
-            return updated
+        assert updated is not None
+        return updated
 
     async def create_care_team(
         self,
@@ -334,30 +351,24 @@ class IdentityStore:
         active: bool,
         members: Sequence[tuple[str, datetime, datetime | None]],
     ) -> Row:
-        """Insert a care team with its first members."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            try:
-                row: Row | None = await conn.fetchrow(
-                    "INSERT INTO care_teams (id, managing_organization_id, display_name, "
-                    "patient_index, active) VALUES ($1, $2, $3, $4, $5) RETURNING *",
-                    care_team_id,
-                    organization_id,
-                    display_name,
-                    patient_index,
-                    active,
-                )
-                await conn.executemany(
-                    "INSERT INTO care_team_members (care_team_id, practitioner_id, valid_from, "
-                    "valid_until) VALUES ($1, $2, $3, $4)",
-                    [(care_team_id, *member) for member in members],
-                )
-            except asyncpg.UniqueViolationError:
-                raise already_exists("CareTeam") from None
-            except asyncpg.ForeignKeyViolationError as exc:
-                raise not_found(_referenced(exc)) from None
-            await audit.append(conn, _event(change))
-            assert row is not None
-            return row
+        """Insert a care team with its first members (each practitioner once: server.py)."""
+        async with self._changing(change) as conn:
+            row: Row | None = await conn.fetchrow(
+                "INSERT INTO care_teams (id, managing_organization_id, display_name, "
+                "patient_index, active) VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                care_team_id,
+                organization_id,
+                display_name,
+                patient_index,
+                active,
+            )
+            await conn.executemany(
+                "INSERT INTO care_team_members (care_team_id, practitioner_id, valid_from, "
+                "valid_until) VALUES ($1, $2, $3, $4)",
+                [(care_team_id, *member) for member in members],
+            )
+        assert row is not None
+        return row
 
     async def add_care_team_member(
         self,
@@ -382,7 +393,7 @@ class IdentityStore:
         self, change: Change, care_team_id: str, practitioner_id: str, now: datetime
     ) -> None:
         """End every participation of the practitioner that is still open at `now`."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._changing(change) as conn:
             if await conn.fetchval("SELECT 1 FROM care_teams WHERE id = $1", care_team_id) is None:
                 raise not_found("CareTeam")
             ended = await conn.fetch(
@@ -395,20 +406,55 @@ class IdentityStore:
             )
             if not ended:
                 raise failed_precondition("the practitioner is not a current member of the team")
-            await audit.append(conn, _event(change))
 
 
-def _referenced(exc: asyncpg.ForeignKeyViolationError) -> str:
-    """Which referenced resource is missing, from the constraint's column."""
-    detail = str(getattr(exc, "detail", "") or "")
-    for column, resource in (
-        ("organization_id", "Organization"),
-        ("practitioner_id", "Practitioner"),
-        ("care_team_id", "CareTeam"),
-    ):
-        if column in detail:
-            return resource
-    return "Resource"
+#: Unique constraints of 0001_identity.sql → what already exists (PostgreSQL's default names).
+UNIQUE_CONSTRAINTS: Mapping[str, str] = {
+    "organizations_pkey": "Organization",
+    "systems_pkey": "System",
+    "systems_spiffe_id_key": "System",
+    "practitioners_pkey": "Practitioner",
+    "memberships_pkey": "Membership",
+    "care_teams_pkey": "CareTeam",
+    "care_team_members_pkey": "CareTeamMember",
+}
+LICENCE_CONSTRAINT = "practitioners_licence_registry_licence_number_key"
+LICENCE_FIELD = "practitioner.licence.number"
+
+#: Foreign keys of 0001_identity.sql → the referenced resource that is missing.
+REFERENCES: Mapping[str, str] = {
+    "systems_organization_id_fkey": "Organization",
+    "memberships_practitioner_id_fkey": "Practitioner",
+    "memberships_organization_id_fkey": "Organization",
+    "care_teams_managing_organization_id_fkey": "Organization",
+    "care_team_members_care_team_id_fkey": "CareTeam",
+    "care_team_members_practitioner_id_fkey": "Practitioner",
+}
+
+
+def _clash(exc: Exception) -> Exception:
+    """The caller's error for a unique violation, by constraint name; else `exc` itself."""
+    name = str(getattr(exc, "constraint_name", None) or "")
+    if name == LICENCE_CONSTRAINT:
+        # Another practitioner holds this licence: the practitioner already exists, under
+        # another id. The field is named so the client knows which value clashed.
+        return MedrelayError(
+            grpc.StatusCode.ALREADY_EXISTS,
+            ErrorReason.ERROR_REASON_RESOURCE_EXISTS,
+            f"{LICENCE_FIELD}: is already registered to another practitioner",
+            {"resource_type": "Practitioner", "field": LICENCE_FIELD},
+        )
+    if name in UNIQUE_CONSTRAINTS:
+        return already_exists(UNIQUE_CONSTRAINTS[name])
+    return exc
+
+
+def _missing(exc: Exception) -> Exception:
+    """NOT_FOUND naming the missing referenced resource, by constraint name; else `exc`."""
+    name = str(getattr(exc, "constraint_name", None) or "")
+    if name in REFERENCES:
+        return not_found(REFERENCES[name])
+    return exc
 
 
 def _event(change: Change) -> audit.AuditEvent:

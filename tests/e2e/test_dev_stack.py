@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import asyncpg
 import grpc
 import psutil
 
@@ -17,6 +19,7 @@ from medrelay import tls
 from medrelay.identity.v1 import identity_service_pb2 as pb
 from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from medrelay.pki import DevPki
+from medrelay.runtime import migrate_service
 from medrelay.spiffe import PeerIdentity
 
 MEDRELAY = [sys.executable, "-m", "medrelay.services.cli"]
@@ -104,4 +107,46 @@ def test_dev_stack_starts_serves_stops_cleanly_and_keeps_its_data(tmp_path: Path
     finally:
         output = stop_dev(process)
     assert "stopped" in output
+    assert processes_using(home) == []
+
+
+async def edited_migration(database_dsn: str, database: str) -> str:
+    """A database whose identity schema recorded another checksum for 0001_identity.sql."""
+    admin = await asyncpg.connect(database_dsn)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {database}")
+        await admin.execute(f"CREATE DATABASE {database}")
+    finally:
+        await admin.close()
+    dsn = database_dsn.replace("/medrelay?", f"/{database}?")
+    assert dsn != database_dsn
+    await migrate_service(dsn, "identity")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "UPDATE identity.schema_migrations SET checksum = repeat('0', 64) "
+            "WHERE package = 'medrelay.services.identity'"
+        )
+    finally:
+        await conn.close()
+    return dsn
+
+
+def test_dev_stops_in_one_line_when_a_migration_fails(tmp_path: Path, database_dsn: str) -> None:
+    dsn = asyncio.run(edited_migration(database_dsn, "dev_edited"))
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDRELAY_")}
+    result = subprocess.run(
+        [*MEDRELAY, "dev", "--home", str(home), "--base-port", "7300"],
+        capture_output=True,
+        text=True,
+        env={**env, "MEDRELAY_DATABASE_URL": dsn},
+        timeout=90,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("medrelay: migrations of identity: ")
+    assert "medrelay.services.identity/0001_identity.sql was changed" in lines[0]
     assert processes_using(home) == []

@@ -19,13 +19,23 @@ from medrelay.blind_index import KeysBlindIndex
 from medrelay.identity.v1 import identity_service_pb2 as pb
 from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from medrelay.pki import DevPki, init_dev_pki
+from medrelay.runtime import migration_packages
 from medrelay.server import RunningServer, create_server
 from medrelay.services.identity.server import IdentityServicer, definition, utc_now
 from medrelay.services.identity.store import IdentityStore
 from medrelay.spiffe import PeerIdentity
+from tests import ledger_rows
 
 TRUST_DOMAIN = "medrelay.test"
 ORGS = ("org-a", "org-b", "org-c")
+TABLES = (
+    "organizations",
+    "systems",
+    "practitioners",
+    "memberships",
+    "care_teams",
+    "care_team_members",
+)
 TIMEOUT = 10.0
 _counter = itertools.count()
 
@@ -89,17 +99,11 @@ class IdentityEnv:
 
     async def table_counts(self) -> dict[str, int]:
         """Rows per identity table, ledger included: proves a refused call wrote nothing."""
-        tables = [
-            "organizations",
-            "systems",
-            "practitioners",
-            "memberships",
-            "care_teams",
-            "care_team_members",
-            "audit_ledger",
-        ]
-        async with self.pool.acquire() as conn:
-            return {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
+        return await ledger_rows.table_counts(self.pool, TABLES)
+
+    async def ledger(self) -> list[asyncpg.Record]:
+        """The identity ledger, oldest first."""
+        return await ledger_rows.ledger(self.pool)
 
 
 async def start_identity(
@@ -110,7 +114,7 @@ async def start_identity(
     clock: Callable[[], object] = utc_now,
 ) -> IdentityEnv:
     """Migrate `schema` and serve identity from it on a free loopback port."""
-    await db.migrate(dsn, schema, ["medrelay", "medrelay.services.identity"])
+    await db.migrate(dsn, schema, migration_packages("identity"))
     pool = await db.create_pool(dsn, schema, max_size=10)
     servicer = IdentityServicer(
         IdentityStore(pool), indexer, trust_domain=TRUST_DOMAIN, clock=clock

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 
+from medrelay.blind_index import KeysBlindIndex
 from medrelay.common.v1 import types_pb2
 from medrelay.errors import error_info
 from medrelay.identity.v1 import identity_service_pb2 as pb
+from medrelay.pki import DevPki
 from medrelay.validation import to_timestamp
 
-from .identity_env import TIMEOUT, TRUST_DOMAIN, IdentityEnv, register_practitioner, unique
+from .identity_env import (
+    TIMEOUT,
+    TRUST_DOMAIN,
+    IdentityEnv,
+    register_org,
+    register_practitioner,
+    start_identity,
+    unique,
+)
 
 ROLE = types_pb2.Coding(system="http://snomed.info/sct", code="309343006", display="Physician")
 
@@ -82,21 +92,30 @@ async def test_unknown_system(identity: IdentityEnv, dev_pki) -> None:
     assert await denial(authorize(identity, doctor, "org-x")) == "ERROR_REASON_UNKNOWN_SYSTEM"
 
 
-async def test_system_inactive(identity: IdentityEnv) -> None:
-    doctor = await register_practitioner(identity)
-    await add_membership(identity, doctor, "org-b")
-    mask = {"paths": ["active"]}
-    await identity.admin.UpdateSystem(
+async def set_system_active(env: IdentityEnv, org: str, system: str, active: bool) -> None:
+    await env.admin.UpdateSystem(
         pb.UpdateSystemRequest(
-            system=pb.System(organization_id="org-b", id="lab", active=False), update_mask=mask
+            system=pb.System(organization_id=org, id=system, active=active),
+            update_mask={"paths": ["active"]},
         ),
         timeout=TIMEOUT,
     )
-    assert (
-        await denial(authorize(identity, doctor, "org-b", "lab")) == "ERROR_REASON_SYSTEM_INACTIVE"
-    )
-    # The other system of the same organisation still works.
-    await authorize(identity, doctor, "org-b", "ehr")
+
+
+async def test_system_inactive(identity: IdentityEnv) -> None:
+    doctor = await register_practitioner(identity)
+    await add_membership(identity, doctor, "org-b")
+    await set_system_active(identity, "org-b", "lab", False)
+    try:
+        assert (
+            await denial(authorize(identity, doctor, "org-b", "lab"))
+            == "ERROR_REASON_SYSTEM_INACTIVE"
+        )
+        # The other system of the same organisation still works.
+        await authorize(identity, doctor, "org-b", "ehr")
+    finally:  # the session's organisations are shared by every test
+        await set_system_active(identity, "org-b", "lab", True)
+    await authorize(identity, doctor, "org-b", "lab")
 
 
 async def test_organization_inactive_on_the_next_call(identity: IdentityEnv) -> None:
@@ -188,20 +207,43 @@ async def test_membership_ended_between_two_calls_denies_the_second(
     assert await denial(authorize(identity, doctor)) == "ERROR_REASON_MEMBERSHIP_EXPIRED"
 
 
+class Clock:
+    """The servicer's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def clocked(
+    database_dsn: str, fresh_schema: str, dev_pki: DevPki, blind_indexer: KeysBlindIndex
+) -> AsyncIterator[tuple[IdentityEnv, Clock]]:
+    """An identity service of its own, in a fresh schema, reading the time from a Clock."""
+    clock = Clock()
+    env = await start_identity(database_dsn, fresh_schema, dev_pki, blind_indexer, clock)
+    try:
+        await register_org(env, "org-a")
+        yield env, clock
+    finally:
+        await env.close()
+
+
 async def test_membership_running_out_between_two_calls_denies_the_second(
-    identity: IdentityEnv,
+    clocked: tuple[IdentityEnv, Clock],
 ) -> None:
-    doctor = await register_practitioner(identity)
-    now = datetime.now(UTC)
-    await add_membership(
-        identity, doctor, "org-a", start=now - timedelta(days=1), end=now + timedelta(seconds=1.5)
-    )
-    reply = await authorize(identity, doctor)
-    assert reply.principal.HasField("valid_until")
-    await asyncio.sleep(
-        max(0.0, (now + timedelta(seconds=1.6) - datetime.now(UTC)).total_seconds())
-    )
-    assert await denial(authorize(identity, doctor)) == "ERROR_REASON_MEMBERSHIP_EXPIRED"
+    env, clock = clocked
+    doctor = await register_practitioner(env)
+    end = clock.now + timedelta(minutes=5)
+    await add_membership(env, doctor, "org-a", start=clock.now - timedelta(days=1), end=end)
+    reply = await authorize(env, doctor)
+    assert reply.principal.valid_until.ToDatetime(tzinfo=UTC) == end
+    clock.now = end - timedelta(microseconds=1)
+    await authorize(env, doctor)
+    clock.now = end  # the end is exclusive
+    assert await denial(authorize(env, doctor)) == "ERROR_REASON_MEMBERSHIP_EXPIRED"
 
 
 async def test_a_system_may_not_act_as_another(identity: IdentityEnv) -> None:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from medrelay import audit
 from medrelay.common.v1 import types_pb2
 from medrelay.errors import error_info
 from medrelay.identity.v1 import identity_service_pb2 as pb
+from medrelay.services.identity import store
 
-from .identity_env import TIMEOUT, IdentityEnv, register_org, register_practitioner, unique
+from .identity_env import (
+    TABLES,
+    TIMEOUT,
+    IdentityEnv,
+    register_org,
+    register_practitioner,
+    unique,
+)
 from .test_identity_authorize import add_membership
 
 PATIENT = types_pb2.PatientIdentifier(
@@ -103,10 +112,8 @@ async def test_care_teams_store_only_a_blind_index(identity: IdentityEnv) -> Non
         pb.ListCareTeamsRequest(patient=PATIENT), timeout=TIMEOUT
     )
     assert team in {t.id for t in found.care_teams}
-    async with identity.pool.acquire() as conn:
-        rows = await conn.fetch("SELECT * FROM care_teams")
-        ledger = await conn.fetch("SELECT * FROM audit_ledger")
-    dump = repr([dict(r) for r in rows]) + repr([dict(r) for r in ledger])
+    rows = await identity.pool.fetch("SELECT * FROM care_teams")
+    dump = repr([dict(r) for r in rows]) + repr([dict(r) for r in await identity.ledger()])
     assert PATIENT.value not in dump and "84 05 75" not in dump
 
 
@@ -149,18 +156,14 @@ async def test_listing_pages_through_everything_once(identity: IdentityEnv) -> N
 
 
 async def test_every_change_is_in_the_ledger_with_its_actor(identity: IdentityEnv) -> None:
-    async with identity.pool.acquire() as conn:
-        before = await conn.fetchval("SELECT count(*) FROM audit_ledger")
+    before = len(await identity.ledger())
     doctor = await register_practitioner(identity)  # create + verify licence
     membership = await add_membership(identity, doctor, "org-a")
     await identity.admin.EndMembership(
         pb.EndMembershipRequest(membership_id=membership.id), timeout=TIMEOUT
     )
+    rows = (await identity.ledger())[before:]
     async with identity.pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT actor, action, resource_id FROM audit_ledger WHERE seq > $1 ORDER BY seq",
-            before,
-        )
         report = await audit.verify(conn)
     assert [r["action"] for r in rows] == [
         "identity.practitioner.create",
@@ -173,17 +176,124 @@ async def test_every_change_is_in_the_ledger_with_its_actor(identity: IdentityEn
 
 
 async def test_a_refused_change_leaves_no_ledger_record(identity: IdentityEnv) -> None:
-    async with identity.pool.acquire() as conn:
-        before = await conn.fetchval("SELECT count(*) FROM audit_ledger")
-    with pytest.raises(grpc.aio.AioRpcError):
+    before = await identity.table_counts()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
         await identity.admin.CreateOrganization(
             pb.CreateOrganizationRequest(
                 organization_id="org-b", organization=pb.Organization(display_name="Dup")
             ),
             timeout=TIMEOUT,
         )
-    async with identity.pool.acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM audit_ledger") == before
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    info = error_info(caught.value)
+    assert info is not None and info.metadata["resource_type"] == "Organization"
+    assert await identity.table_counts() == before
+
+
+async def clash(call: object, code: grpc.StatusCode) -> dict[str, str]:
+    """Await a refused call; return its ErrorInfo metadata after checking the message."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call  # type: ignore[misc]
+    assert caught.value.code() == code, caught.value.details()
+    info = error_info(caught.value)
+    assert info is not None
+    # Never PostgreSQL's text, which quotes the clashing values.
+    assert "Key (" not in caught.value.details() and "DETAIL" not in caught.value.details()
+    return dict(info.metadata)
+
+
+async def test_a_care_team_listing_a_practitioner_twice_is_refused_naming_the_entry(
+    identity: IdentityEnv,
+) -> None:
+    doctor = await register_practitioner(identity)
+    other = await register_practitioner(identity)
+    before = await identity.table_counts()
+    members = [pb.CareTeamMember(practitioner_id=p) for p in (doctor, other, doctor)]
+    metadata = await clash(
+        identity.admin.CreateCareTeam(
+            pb.CreateCareTeamRequest(
+                care_team_id=unique("ct"),
+                patient=PATIENT,
+                care_team=pb.CareTeam(
+                    managing_organization_id="org-a", display_name="Twice", members=members
+                ),
+            ),
+            timeout=TIMEOUT,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert metadata["field"] == "care_team.members[2].practitioner_id"
+    assert doctor not in metadata["problem"]
+    assert await identity.table_counts() == before
+
+
+async def test_adding_the_same_participation_twice_is_already_exists_for_the_member(
+    identity: IdentityEnv,
+) -> None:
+    doctor = await register_practitioner(identity)
+    team = unique("ct")
+    await identity.admin.CreateCareTeam(
+        pb.CreateCareTeamRequest(
+            care_team_id=team,
+            patient=PATIENT,
+            care_team=pb.CareTeam(managing_organization_id="org-a", display_name="Again"),
+        ),
+        timeout=TIMEOUT,
+    )
+    member = pb.CareTeamMember(
+        practitioner_id=doctor,
+        validity=types_pb2.Period(start=Timestamp(seconds=1_700_000_000)),
+    )
+    request = pb.AddCareTeamMemberRequest(care_team_id=team, member=member)
+    await identity.admin.AddCareTeamMember(request, timeout=TIMEOUT)
+    before = await identity.table_counts()
+    metadata = await clash(
+        identity.admin.AddCareTeamMember(request, timeout=TIMEOUT), grpc.StatusCode.ALREADY_EXISTS
+    )
+    assert metadata["resource_type"] == "CareTeamMember"
+    assert await identity.table_counts() == before
+
+
+async def test_a_licence_held_by_another_practitioner_is_refused_naming_the_field(
+    identity: IdentityEnv,
+) -> None:
+    licence = pb.Licence(registry="urn:oid:1.2.250.1.71.4.2.1", number=unique("10003"))
+    first = pb.CreatePractitionerRequest(
+        practitioner_id=unique("dr"),
+        practitioner=pb.Practitioner(family_name="Martin", given_name="Claire", licence=licence),
+    )
+    await identity.admin.CreatePractitioner(first, timeout=TIMEOUT)
+    before = await identity.table_counts()
+    second = pb.CreatePractitionerRequest(
+        practitioner_id=unique("dr"),
+        practitioner=pb.Practitioner(family_name="Dupont", given_name="Jean", licence=licence),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await identity.admin.CreatePractitioner(second, timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    info = error_info(caught.value)
+    assert info is not None and info.reason == "ERROR_REASON_RESOURCE_EXISTS"
+    assert dict(info.metadata) == {
+        "resource_type": "Practitioner",
+        "field": "practitioner.licence.number",
+    }
+    assert licence.number not in caught.value.details()
+    assert await identity.table_counts() == before
+
+
+async def test_every_identity_constraint_has_its_error(identity: IdentityEnv) -> None:
+    # Violations are mapped by constraint name: a constraint missing from the tables would
+    # surface as INTERNAL, and a renamed one would silently stop matching.
+    rows = await identity.pool.fetch(
+        "SELECT conname, contype::text AS contype FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+        "WHERE t.relnamespace = to_regnamespace(current_schema()) "
+        "AND c.contype IN ('p', 'u', 'f') AND t.relname = ANY($1::text[])",
+        list(TABLES),
+    )
+    unique_names = {r["conname"] for r in rows if r["contype"] in ("p", "u")}
+    foreign_names = {r["conname"] for r in rows if r["contype"] == "f"}
+    assert unique_names == {*store.UNIQUE_CONSTRAINTS, store.LICENCE_CONSTRAINT}
+    assert foreign_names == set(store.REFERENCES)
 
 
 async def test_database_down_is_unavailable_then_recovers(identity: IdentityEnv, postgres) -> None:

@@ -50,6 +50,7 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("Authorize", "system", pb.AuthorizeRequest(), "practitioner_id"),
     ("Authorize", "system", pb.AuthorizeRequest(practitioner_id=LONG), "practitioner_id"),
     ("Authorize", "system", pb.AuthorizeRequest(practitioner_id="Dr Who!"), "practitioner_id"),
+    ("Authorize", "system", pb.AuthorizeRequest(practitioner_id="dr\n"), "practitioner_id"),
     ("Authorize", "exchange", pb.AuthorizeRequest(practitioner_id="dr"), "system_spiffe_id"),
     (
         "Authorize",
@@ -102,6 +103,12 @@ CASES: list[tuple[str, str, Any, str]] = [
         "CreateOrganization",
         "admin",
         pb.CreateOrganizationRequest(organization_id="Hôpital", organization=org()),
+        "organization_id",
+    ),
+    (  # `$` matches before a trailing newline: the id must match in full.
+        "CreateOrganization",
+        "admin",
+        pb.CreateOrganizationRequest(organization_id="new-org\n", organization=org()),
         "organization_id",
     ),
     (
@@ -186,6 +193,14 @@ CASES: list[tuple[str, str, Any, str]] = [
         "admin",
         pb.CreateSystemRequest(
             organization_id="org-a", system_id="EHR/2", system=pb.System(display_name="x")
+        ),
+        "system_id",
+    ),
+    (
+        "CreateSystem",
+        "admin",
+        pb.CreateSystemRequest(
+            organization_id="org-a", system_id="ehr\n", system=pb.System(display_name="x")
         ),
         "system_id",
     ),
