@@ -9,7 +9,6 @@ indexes come from the keys service (cached by consent after the first Check of a
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -23,44 +22,18 @@ from medrelay.common.v1 import types_pb2
 from medrelay.consent.v1 import consent_service_pb2 as pb
 from medrelay.consent.v1 import consent_service_pb2_grpc as pb_grpc
 from medrelay.spiffe import PeerIdentity
+from tests.consent_fhir import NIR, consent_json, provision
 
 SIZES = (1_000, 10_000, 100_000)
 ASKED = 200
 CALLERS = (1, 32)
-NIR = "urn:oid:1.2.250.1.213.1.4.8"
 TARGET = {"max_p99_ms": 5.0, "at_callers": 32, "patients": 10_000}
 
 
 def _consent(value: str) -> str:
-    return json.dumps(
-        {
-            "resourceType": "Consent",
-            "status": "active",
-            "scope": {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                        "code": "patient-privacy",
-                    }
-                ]
-            },
-            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-            "patient": {"identifier": {"system": NIR, "value": value}},
-            "provision": {
-                "type": "permit",
-                "provision": [
-                    {
-                        "type": "deny",
-                        "securityLabel": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                                "code": "PSY",
-                            }
-                        ],
-                    }
-                ],
-            },
-        }
+    """A permit with a PSY exception, for one of the bench's patients."""
+    return consent_json(
+        NIR, value, provision("permit", provisions=[provision("deny", classes=["PSY"])])
     )
 
 

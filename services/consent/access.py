@@ -12,7 +12,8 @@ ACCESS = AccessTable(
         # The decision point: the enforcers ask before every send and every read.
         "Check": _ENFORCERS,
         # Care organisations' systems record what their patients decide, directly or through
-        # the FHIR gateway; administrators can correct.
+        # the FHIR gateway; administrators can correct. A system may add versions to and revoke
+        # only its own organisation's consents (checked by the store, per consent).
         "RecordConsent": (ADMIN, SYSTEM, service("gateway")),
         "RevokeConsent": (ADMIN, SYSTEM, service("gateway")),
         "GetConsent": (ADMIN, SYSTEM, *_ENFORCERS),

@@ -1,7 +1,13 @@
 """The facts a Check needs from elsewhere: a patient's blind index and care teams (identity).
 
 Care teams are asked for only when the decision can depend on them (the care-team default
-policy, or a provision naming a care team), so most Checks make no identity call.
+policy, or an active consent's provision naming a care team), so most Checks make no identity
+call. Identity answers with the present membership only, so such a Check decides for the
+present only (server.PRESENT).
+
+Identity being down or slow (UNAVAILABLE, DEADLINE_EXCEEDED) is UNAVAILABLE naming identity,
+which a caller may retry; any other refusal (a permission, an argument identity rejects) is a
+fault of this deployment, not an outage: it is logged with its status and answered INTERNAL.
 """
 
 from __future__ import annotations
@@ -12,11 +18,15 @@ from typing import Protocol
 import grpc
 
 from medrelay.common.v1 import types_pb2
-from medrelay.errors import unavailable
+from medrelay.common.v1.errors_pb2 import ErrorReason
+from medrelay.errors import MedrelayError, unavailable
 from medrelay.identity.v1 import identity_service_pb2 as identity_pb
 from medrelay.identity.v1 import identity_service_pb2_grpc as identity_grpc
 
 log = logging.getLogger("medrelay.consent")
+
+#: Identity's answers that mean it cannot answer now: the caller may retry.
+OUTAGES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class CareTeams(Protocol):
@@ -49,12 +59,24 @@ class IdentityCareTeams:
                     timeout=self._timeout,
                 )
             except grpc.aio.AioRpcError as exc:
-                log.warning(
-                    "identity refused a care team lookup", extra={"status": exc.code().name}
-                )
-                raise unavailable("identity") from None
+                raise _lookup_failed(exc.code()) from None
             teams.update(team.id for team in answer.care_teams if team.active)
             page_token = answer.next_page_token
             if not page_token:
                 break
         return frozenset(teams)
+
+
+def _lookup_failed(status: grpc.StatusCode) -> MedrelayError:
+    """UNAVAILABLE for an outage of identity; INTERNAL for any other refusal (the status only
+    is logged: identity's details could echo the patient identifier sent)."""
+    if status in OUTAGES:
+        log.warning("identity unavailable for a care team lookup", extra={"status": status.name})
+        return unavailable("identity")
+    log.error("identity refused a care team lookup", extra={"status": status.name})
+    return MedrelayError(
+        grpc.StatusCode.INTERNAL,
+        ErrorReason.ERROR_REASON_INTERNAL,
+        "the care team lookup failed",
+        {"dependency": "identity"},
+    )

@@ -23,10 +23,11 @@ The resource goes through four gates, in this order, and the first refusal wins:
    - ``status``: one of FHIR's six codes. ``scope``: must carry
      consentscope#patient-privacy, since Check answers questions of privacy only (a research or
      treatment consent would be misread as permission to share).
-   - ``patient``: a Reference with ``identifier.system`` (an absolute URI) and
-     ``identifier.value``; a literal ``reference`` alone is refused, because the consent service
-     indexes patients by identifier and never stores one. ``id``, when given, must be a medrelay
-     id: it names the consent whose new version this is.
+   - ``patient``: a Reference with ``identifier.system`` and ``identifier.value``, checked by
+     medrelay.validation.patient_identifier exactly as Check and ListConsentHistory check theirs,
+     so a patient indexes alike on every path; a literal ``reference`` alone is refused, because
+     the consent service indexes patients by identifier and never stores one. ``id``, when given,
+     must be a medrelay id: it names the consent whose new version this is.
    - ``provision`` is required (a consent without one says nothing), and every provision needs a
      ``type`` (permit | deny). Provisions nest at most 8 deep, the root counting as the first.
    - ``period``: FHIR dateTime values. A date without a time (``2026``, ``2026-03``,
@@ -34,12 +35,14 @@ The resource goes through four gates, in this order, and the first refusal wins:
      carries its offset in FHIR. FHIR's period end is inclusive at its own precision (an end of
      ``2026-03-01`` covers that whole day), while the model's end is exclusive, so the model's end
      is the first instant after: the next day, month or year, or the next second for a full
-     dateTime. A period that contains no instant (end before start) is refused.
+     dateTime. A period that contains no instant (end before start) is refused; one with neither
+     start nor end (only extensions) is no condition.
    - ``actor[].reference.reference``: ``Practitioner/<id>``, ``Organization/<id>`` or
      ``CareTeam/<id>`` with a medrelay id; ``actor[].role`` must be a recipient
      (v3-ParticipationType IRCP or PRCP), the only role Check evaluates: an actor named as, say,
      author would otherwise be read as a recipient.
-   - ``purpose[]``: v3-ActReason codes of the HL7 PurposeOfUse hierarchy.
+   - ``purpose[]``: v3-ActReason codes of the HL7 PurposeOfUse hierarchy (vocabulary.py, the
+     codes Check accepts).
    - ``securityLabel[]``: v3-ActCode information sensitivity codes (those under
      _ActInformationSensitivityPolicy) or v3-Confidentiality codes; they become the provision's
      data classes.
@@ -48,15 +51,28 @@ The resource goes through four gates, in this order, and the first refusal wins:
      restricted (a deny limited to one action would deny everything, a permit limited to one
      document would permit everything).
 
-Consent-level elements that only describe the consent (category, dateTime, performer,
-organization, source, policy, policyRule, verification, text) are validated and kept in the
-stored resource but do not take part in decisions; the root provision's type is the base rule.
+What is stored is not the resource received but one rebuilt from what was evaluated
+(services/consent/stored_resource.py): resourceType, status, the codings (system and code only)
+of scope, category and policyRule, dateTime, the patient as a blind index, and the provision
+tree written back from the model. Everything else is validated and then dropped: narrative
+(``text``), extensions at every level (``_status`` included), ``display``, ``text`` of
+CodeableConcepts, identifiers, performer, organization, policy, verification, the source
+document, meta. Any of them can carry the patient's name or identifiers, and none takes part in
+a decision. The root provision's type is the base rule.
+
+Error messages and their ``element`` metadata are FHIR paths built from element names only: a
+JSON key that is not the name of an element of FHIR R4 (of Consent or any type it can hold) is
+never repeated, since a key can be a value in disguise (``{"<patient id>": ""}``); the error
+then names the nearest enclosing element and says that it holds an element FHIR does not define.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import re
+import typing
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,72 +80,71 @@ from typing import Any, Final
 
 import grpc
 from fhir.resources.R4B.consent import Consent as FhirConsent
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from medrelay import validation
 from medrelay.common.v1.errors_pb2 import ErrorReason
 from medrelay.errors import MedrelayError
-from medrelay.validation import ID_PATTERN, URI_PATTERN
 
 from .model import ActorKind, ActorRef, ConsentStatus, Period, Provision, ProvisionType
+from .vocabulary import (
+    CONFIDENTIALITY_CODES,
+    CONFIDENTIALITY_SYSTEM,
+    CONSENT_SCOPE_SYSTEM,
+    PARTICIPATION_SYSTEM,
+    PRIVACY_SCOPE,
+    PURPOSE_OF_USE_CODES,
+    PURPOSE_SYSTEM,
+    RECIPIENT_ROLES,
+    SENSITIVITY_CODES,
+    SENSITIVITY_SYSTEM,
+)
 
 MAX_JSON_BYTES: Final = 256 * 1024
 #: Deeper JSON exhausts fhir.resources' recursion; a real Consent stays far below.
 MAX_JSON_DEPTH: Final = 64
 #: The root provision is at depth 1.
 MAX_PROVISION_DEPTH: Final = 8
-#: Bounds as the Check request's patient identifier (server._patient), so both index alike.
-MAX_PATIENT_SYSTEM_CHARS: Final = 256
-MAX_PATIENT_VALUE_CHARS: Final = 128
-
-CONSENT_SCOPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/consentscope"
-PRIVACY_SCOPE: Final = "patient-privacy"
-PURPOSE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
-SENSITIVITY_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-CONFIDENTIALITY_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
-PARTICIPATION_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-
-#: v3-ActReason codes under PurposeOfUse (THO ActReason 2.1.0), abstract codes left out.
-PURPOSE_OF_USE_CODES: Final = frozenset(
-    {
-        "BIORCH", "BTG", "CAREMGT", "CLINTRCH", "CLINTRCHNPC", "CLINTRCHPC", "CLINTRL",
-        "CLMATTCH", "COC", "COVAUTH", "COVERAGE", "DISASTER", "DONAT", "DSRCH", "ELIGDTRM",
-        "ELIGVER", "ENROLLM", "ERTREAT", "ETREAT", "FAMRQT", "FRAUD", "GOV", "HACCRED",
-        "HCOMPL", "HDECD", "HDIRECT", "HDM", "HLEGAL", "HMARKT", "HOPERAT", "HOUTCOMS",
-        "HPAYMT", "HPRGRP", "HQUALIMP", "HRESCH", "HSYSADMIN", "HTEST", "LABELING", "MEMADMIN",
-        "METAMGT", "MILCDM", "MILDCRG", "OVRER", "OVRINCOMP", "OVRPJ", "OVRPS", "OVRTPS",
-        "PATADMIN", "PATRQT", "PATSFTY", "PERFMSR", "POARCH", "POPHLTH", "PRECLINTRCH",
-        "PUBHLTH", "PWATRNY", "RECORDMGT", "REMITADV", "SUPNWK", "SYSDEV", "THREAT", "TRAIN",
-        "TRANSRCH", "TREAT",
-    }
-)  # fmt: skip
-#: v3-ActCode codes under _ActInformationSensitivityPolicy: the kinds of sensitive data.
-SENSITIVITY_CODES: Final = frozenset(
-    {
-        "BH", "COGN", "DVD", "EMOTDIS", "ETH", "ETHUD", "GDIS", "HIV", "MH", "MST", "OPIOIDUD",
-        "PREGNANT", "PSY", "PSYTHPN", "SCA", "SDV", "SEX", "SICKLE", "SPI", "STD", "SUD", "TBOO",
-        "VIO",
-    }
-)  # fmt: skip
-#: v3-Confidentiality: unrestricted, low, moderate, normal, restricted, very restricted.
-CONFIDENTIALITY_CODES: Final = frozenset({"U", "L", "M", "N", "R", "V"})
-#: The actor roles Check evaluates: whoever receives or reads the data.
-RECIPIENT_ROLES: Final = frozenset({"IRCP", "PRCP"})
 #: Provision elements that would narrow a provision in ways Check cannot evaluate.
 UNEVALUATED_PROVISION_ELEMENTS: Final = ("action", "class", "code", "dataPeriod", "data")
 
 _ACTOR_REFERENCE = re.compile(r"^(Practitioner|Organization|CareTeam)/([^/]+)$")
-_FHIR_DATETIME = re.compile(
+#: A FHIR dateTime: year, month, day, then optionally a time with its offset.
+FHIR_DATETIME: Final = re.compile(
     r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
     r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})(?P<fraction>\.\d+)?"
     r"(?P<zone>Z|[+-]\d{2}:\d{2}))?)?)?$"
 )
-_ELEMENT_NAME = re.compile(r"^_?[A-Za-z][A-Za-z0-9]*$")
+#: The message for an element whose name is not a FHIR element name, which is not repeated.
+UNKNOWN_ELEMENT: Final = "holds an element whose name FHIR R4 does not define (not repeated here)"
+
+
+@dataclass(frozen=True)
+class Coding:
+    """A code of a code system: all that is kept of a descriptive CodeableConcept."""
+
+    system: str
+    code: str
+
+
+@dataclass(frozen=True)
+class Description:
+    """What is kept of the elements that only describe a consent: codings and the date."""
+
+    scope: tuple[Coding, ...] = ()
+    category: tuple[tuple[Coding, ...], ...] = ()
+    policy_rule: tuple[Coding, ...] = ()
+    #: Consent.dateTime as given (a FHIR dateTime).
+    date_time: str | None = None
 
 
 @dataclass(frozen=True)
 class ParsedConsent:
-    """A validated Consent: what the rules need, and the resource to store."""
+    """A validated Consent: what the rules need and what is kept of the rest.
+
+    The patient's identifier is here to be turned into a blind index, and goes nowhere else.
+    """
 
     #: The resource's id when the client gave one (a new version of that consent).
     consent_id: str | None
@@ -137,8 +152,7 @@ class ParsedConsent:
     patient_system: str
     patient_value: str
     provision: Provision
-    #: The resource as fhir.resources serialises it, JSON-ready; still holds the identifier.
-    resource: dict[str, Any]
+    description: Description
 
 
 def invalid_fhir(element: str, problem: str) -> MedrelayError:
@@ -155,7 +169,7 @@ def parse_consent(fhir_json: str) -> ParsedConsent:
     """The Consent in `fhir_json`, or MedrelayError(INVALID_FHIR) naming the first bad element."""
     raw = _load(fhir_json)
     _check_json_shape(raw)
-    resource = _validate(raw)
+    _validate(raw)
     consent_id = _consent_id(raw)
     status = _status(raw)
     _check_scope(raw)
@@ -165,7 +179,41 @@ def parse_consent(fhir_json: str) -> ParsedConsent:
             "Consent.provision", "is required: a consent without a provision says nothing"
         )
     provision = _provision(_object(raw["provision"], "Consent.provision"), "Consent.provision", 1)
-    return ParsedConsent(consent_id, status, patient_system, patient_value, provision, resource)
+    return ParsedConsent(
+        consent_id, status, patient_system, patient_value, provision, describe(raw)
+    )
+
+
+def describe(resource: Mapping[str, Any]) -> Description:
+    """The codings (system and code) of scope, category and policyRule, and dateTime, of a
+    validated Consent or of a stored one; anything else in them (display, text, extensions,
+    version, userSelected) is left behind."""
+    category = resource.get("category")
+    date_time = resource.get("dateTime")
+    return Description(
+        scope=_codings(resource.get("scope")),
+        category=tuple(
+            codings
+            for concept in (category if isinstance(category, list) else [])
+            if (codings := _codings(concept))
+        ),
+        policy_rule=_codings(resource.get("policyRule")),
+        date_time=date_time
+        if isinstance(date_time, str) and FHIR_DATETIME.match(date_time)
+        else None,
+    )
+
+
+def _codings(concept: Any) -> tuple[Coding, ...]:
+    if not isinstance(concept, dict) or not isinstance(concept.get("coding"), list):
+        return ()
+    return tuple(
+        Coding(c["system"], c["code"])
+        for c in concept["coding"]
+        if isinstance(c, dict)
+        and isinstance(c.get("system"), str)
+        and isinstance(c.get("code"), str)
+    )
 
 
 # --- gate 1: JSON ------------------------------------------------------------------------------
@@ -219,18 +267,17 @@ def _refuse_constant(name: str) -> Any:
 
 def _check_json_shape(raw: dict[str, Any]) -> None:
     """Depth, emptiness and the elements FHIR forbids ignoring, in document order."""
-    for value, path, depth in _walk(raw, "Consent", 1):
+    for value, key, where, depth in _walk(raw):
         if depth > MAX_JSON_DEPTH:
-            raise invalid_fhir(path, f"nests JSON deeper than {MAX_JSON_DEPTH} levels")
-        if value is None and not path.endswith("]"):
-            raise invalid_fhir(path, "must not be null (FHIR JSON leaves absent elements out)")
+            raise where.error(f"nests JSON deeper than {MAX_JSON_DEPTH} levels")
+        if value is None and key is not None:
+            raise where.error("must not be null (FHIR JSON leaves absent elements out)")
         if value == "" or value == [] or value == {}:
-            raise invalid_fhir(path, "must not be empty (FHIR JSON has no empty values)")
-        if path.endswith(".modifierExtension"):
-            raise invalid_fhir(
-                path,
+            raise where.error("must not be empty (FHIR JSON has no empty values)")
+        if key == "modifierExtension":
+            raise where.error(
                 "is not supported: a modifier extension may change what the consent means, "
-                "and medrelay does not understand any",
+                "and medrelay does not understand any"
             )
     if "implicitRules" in raw:
         raise invalid_fhir(
@@ -245,37 +292,105 @@ def _check_json_shape(raw: dict[str, Any]) -> None:
         )
 
 
-def _walk(value: Any, path: str, depth: int) -> Iterator[tuple[Any, str, int]]:
-    """Every value with its FHIR path and container depth, parents before children."""
-    stack = [(value, path, depth)]
+@dataclass(frozen=True)
+class _Path:
+    """Where a value is, as a FHIR path that never repeats a key FHIR does not define.
+
+    Below a key that is not a FHIR element name the path stops growing: it names the nearest
+    enclosing element, and `exact` is False so the message says an unnamed element is at fault.
+    """
+
+    text: str = "Consent"
+    exact: bool = True
+
+    def child(self, key: str) -> _Path:
+        """The path of the element `key` of this one."""
+        if not self.exact or not is_element_name(key):
+            return _Path(self.text, exact=False)
+        return _Path(f"{self.text}.{key}")
+
+    def item(self, index: int) -> _Path:
+        """The path of the `index`th item of this array."""
+        return _Path(f"{self.text}[{index}]") if self.exact else self
+
+    def error(self, problem: str) -> MedrelayError:
+        """INVALID_FHIR at this path."""
+        if self.exact:
+            return invalid_fhir(self.text, problem)
+        return invalid_fhir(self.text, f"{UNKNOWN_ELEMENT}; within it, a value {problem}")
+
+
+def _walk(value: Any) -> Iterator[tuple[Any, str | None, _Path, int]]:
+    """Every value with its key (None for array items and the root), path and container depth,
+    parents before children."""
+    stack: list[tuple[Any, str | None, _Path, int]] = [(value, None, _Path(), 1)]
     while stack:
-        current, where, level = stack.pop()
-        yield current, where, level
+        current, key, where, level = stack.pop()
+        yield current, key, where, level
         if level > MAX_JSON_DEPTH:
             continue
+        children: list[tuple[Any, str | None, _Path, int]]
         if isinstance(current, dict):
-            children = [(v, f"{where}.{k}", level + 1) for k, v in current.items()]
+            children = [(v, k, where.child(k), level + 1) for k, v in current.items()]
         elif isinstance(current, list):
-            children = [(v, f"{where}[{i}]", level + 1) for i, v in enumerate(current)]
+            children = [(v, None, where.item(i), level + 1) for i, v in enumerate(current)]
         else:
             continue
         stack.extend(reversed(children))
 
 
+def is_element_name(key: str) -> bool:
+    """True for the name of an element of Consent or of a type it can hold (``_x`` included)."""
+    return key in _element_names()
+
+
+@functools.cache
+def _element_names() -> frozenset[str]:
+    """Every element name of Consent and of every type reachable from it in fhir.resources.
+
+    Extension's value[x] reaches all the datatypes, so this is FHIR R4's vocabulary of element
+    names for anything a Consent can hold; a key outside it is not repeated in a message.
+    """
+    names = {"resourceType"}
+    seen: set[type[BaseModel]] = set()
+    todo: list[type[BaseModel]] = [FhirConsent]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            names.add(info.alias or name)
+            todo.extend(_model_classes(info.annotation))
+    return frozenset(names)
+
+
+def _model_classes(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The fhir.resources model classes an annotation names (fhir.resources' types carry the
+    dotted path of their model in `_model_klass`)."""
+    stack = [annotation]
+    while stack:
+        current = stack.pop()
+        klass = getattr(current, "_model_klass", None) if isinstance(current, type) else None
+        if isinstance(klass, str):
+            module, _, name = klass.rpartition(".")
+            yield getattr(importlib.import_module(module), name)
+        stack.extend(typing.get_args(current))
+
+
 # --- gate 3: fhir.resources ----------------------------------------------------------------------
 
 
-def _validate(raw: dict[str, Any]) -> dict[str, Any]:
-    """The resource as fhir.resources validated and serialised it."""
+def _validate(raw: dict[str, Any]) -> None:
+    """fhir.resources' verdict on the structure and datatypes."""
     try:
         model = FhirConsent.model_validate(raw)
     except ValidationError as exc:
-        raise _from_validation_error(exc) from None
+        raise _from_validation_error(exc, raw) from None
     except RecursionError:
         raise invalid_fhir("Consent", "nests too deeply to validate") from None
     resource: dict[str, Any] = json.loads(model.model_dump_json(by_alias=True, exclude_none=True))
-    _check_not_converted(raw, resource, "Consent")
-    return resource
+    _check_not_converted(raw, resource, _Path())
 
 
 _MISSING = frozenset({"missing", "model_field_validation.missing"})
@@ -307,15 +422,21 @@ _PROBLEMS: Final[Mapping[str, str]] = {
 _FHIR_TYPE_IN_MESSAGE = re.compile(r"^Value error, (\w+) value string does not match spec regex")
 
 
-def _from_validation_error(exc: ValidationError) -> MedrelayError:
+def _from_validation_error(exc: ValidationError, raw: dict[str, Any]) -> MedrelayError:
     """The first error, in a fixed order, with the count of the others."""
     errors = sorted(exc.errors(include_url=False, include_input=False), key=_error_order)
     first = errors[0]
-    problem = _explain(first)
+    where = _fhir_path(first["loc"], raw)
+    if where.exact:
+        problem = _explain(first)
+    elif first["type"] == "extra_forbidden":
+        problem = UNKNOWN_ELEMENT
+    else:
+        problem = f"{UNKNOWN_ELEMENT}; within it, a value {_explain(first)}"
     if len(errors) > 1:
         others = len(errors) - 1
         problem += f" (and {others} other problem{'s' if others > 1 else ''})"
-    return invalid_fhir(_fhir_path(first["loc"]), problem)
+    return invalid_fhir(where.text, problem)
 
 
 def _error_order(error: ErrorDetails) -> tuple[int, tuple[tuple[int, int, str], ...]]:
@@ -325,15 +446,27 @@ def _error_order(error: ErrorDetails) -> tuple[int, tuple[tuple[int, int, str], 
     return rank, loc
 
 
-def _fhir_path(loc: Iterable[int | str]) -> str:
-    """pydantic's location as a FHIR path; validator-internal steps ("root") are left out."""
-    path = "Consent"
+def _fhir_path(loc: Iterable[int | str], raw: Any) -> _Path:
+    """pydantic's location as a FHIR path, followed through the input alongside.
+
+    A step that is a key of the input is kept when it is a FHIR element name, and ends the path
+    otherwise (it is never repeated). A step that is not in the input is either a missing
+    element (a FHIR name, from the model) or a validator-internal step (``root``, ``str``,
+    ``list[str]``), which is left out.
+    """
+    where = _Path()
+    node = raw
     for part in loc:
         if isinstance(part, int):
-            path += f"[{part}]"
-        elif part != "root" and _ELEMENT_NAME.match(part):
-            path += f".{part}"
-    return path
+            if isinstance(node, list) and 0 <= part < len(node):
+                where, node = where.item(part), node[part]
+        elif isinstance(node, dict) and part in node:
+            where, node = where.child(part), node[part]
+            if not where.exact:
+                break
+        elif part != "root" and is_element_name(part):
+            where, node = where.child(part), None
+    return where
 
 
 def _explain(error: ErrorDetails) -> str:
@@ -352,17 +485,17 @@ def _explain(error: ErrorDetails) -> str:
     return f"is not valid ({kind})"
 
 
-def _check_not_converted(raw: Any, validated: Any, path: str) -> None:
+def _check_not_converted(raw: Any, validated: Any, where: _Path) -> None:
     """fhir.resources accepts a JSON number for a dateTime (seconds since 1970): refuse that."""
     if isinstance(raw, dict) and isinstance(validated, dict):
         for key, value in raw.items():
             if key in validated:
-                _check_not_converted(value, validated[key], f"{path}.{key}")
+                _check_not_converted(value, validated[key], where.child(key))
     elif isinstance(raw, list) and isinstance(validated, list):
         for i, (item, checked) in enumerate(zip(raw, validated, strict=False)):
-            _check_not_converted(item, checked, f"{path}[{i}]")
+            _check_not_converted(item, checked, where.item(i))
     elif _json_kind(raw) != _json_kind(validated):
-        raise invalid_fhir(path, f"must be a JSON {_json_kind(validated)}")
+        raise where.error(f"must be a JSON {_json_kind(validated)}")
 
 
 def _json_kind(value: Any) -> str:
@@ -382,13 +515,22 @@ def _consent_id(raw: Mapping[str, Any]) -> str | None:
     if "id" not in raw:
         return None
     consent_id = _string(raw["id"], "Consent.id")
-    if not ID_PATTERN.match(consent_id):
+    if not is_medrelay_id(consent_id):
         raise invalid_fhir(
             "Consent.id",
             "must be a medrelay id: 1 to 63 lowercase letters, digits or '-', "
             "starting with a letter or digit",
         )
     return consent_id
+
+
+def is_medrelay_id(value: str) -> bool:
+    """The rule of every client-chosen medrelay id (medrelay.validation.resource_id)."""
+    try:
+        validation.resource_id(value, "id")
+    except MedrelayError:
+        return False
+    return value.isprintable()  # no trailing newline, whatever the pattern's anchors
 
 
 def _status(raw: Mapping[str, Any]) -> ConsentStatus:
@@ -417,7 +559,9 @@ def _check_scope(raw: Mapping[str, Any]) -> None:
 
 
 def _patient(raw: Mapping[str, Any]) -> tuple[str, str]:
-    """The patient's identifier: indexed by the service, never stored."""
+    """The patient's identifier: indexed by the service, never stored. Checked by the one
+    validation every service applies (medrelay.validation.patient_identifier), so a Check or a
+    history lookup accepts exactly the identifiers a consent can be recorded for."""
     if "patient" not in raw:
         raise invalid_fhir("Consent.patient", "is required")
     patient = _object(raw["patient"], "Consent.patient")
@@ -427,21 +571,19 @@ def _patient(raw: Mapping[str, Any]) -> tuple[str, str]:
             "is required: medrelay names the patient by identifier (system and value); "
             "a literal reference alone is not accepted",
         )
-    identifier = _object(patient["identifier"], "Consent.patient.identifier")
     where = "Consent.patient.identifier"
+    identifier = _object(patient["identifier"], where)
     system = _required_string(identifier, "system", where)
-    if len(system) > MAX_PATIENT_SYSTEM_CHARS:
-        raise invalid_fhir(
-            f"{where}.system", f"is longer than {MAX_PATIENT_SYSTEM_CHARS} characters"
-        )
-    if not URI_PATTERN.match(system):
-        raise invalid_fhir(f"{where}.system", "must be an absolute URI")
     value = _required_string(identifier, "value", where)
-    if len(value) > MAX_PATIENT_VALUE_CHARS:
-        raise invalid_fhir(f"{where}.value", f"is longer than {MAX_PATIENT_VALUE_CHARS} characters")
-    if value != value.strip() or not value.isprintable():
-        raise invalid_fhir(f"{where}.value", "must be printable with no leading or trailing space")
-    return system, value
+    try:
+        return validation.patient_identifier(system, value, where)
+    except MedrelayError as exc:
+        # invalid_field's metadata: the field (a path under `where`) and the problem; neither
+        # repeats the value.
+        element = exc.metadata.get("field", where)
+        raise invalid_fhir(
+            element, exc.metadata.get("problem", "is not a valid patient identifier")
+        ) from None
 
 
 def _provision(raw: Mapping[str, Any], path: str, depth: int) -> Provision:
@@ -498,12 +640,14 @@ class _Instant:
     timed: bool
 
 
-def _period(value: Any, path: str) -> Period:
+def _period(value: Any, path: str) -> Period | None:
     period = _object(value, path)
     start = _instant(period["start"], f"{path}.start") if "start" in period else None
     end = _instant(period["end"], f"{path}.end") if "end" in period else None
     if start is not None and end is not None and _is_before(end, start):
         raise invalid_fhir(f"{path}.end", "must not be before period.start")
+    if start is None and end is None:
+        return None  # only extensions: no condition
     return Period(
         start=start.first if start is not None else None,
         end=end.after if end is not None else None,
@@ -520,7 +664,7 @@ def _is_before(end: _Instant, start: _Instant) -> bool:
 def _instant(value: Any, path: str) -> _Instant:
     """A FHIR dateTime; a date without a time is read in UTC (no patient time zone is known)."""
     text = _string(value, path)
-    match = _FHIR_DATETIME.match(text)
+    match = FHIR_DATETIME.match(text)
     if match is None:
         raise invalid_fhir(path, "is not a valid FHIR dateTime")
     parts = match.groupdict()
@@ -602,7 +746,7 @@ def _actor_ref(literal: str, where: str) -> ActorRef:
             "must be Practitioner/<id>, Organization/<id> or CareTeam/<id>",
         )
     kind, actor_id = match.groups()
-    if not ID_PATTERN.match(actor_id):
+    if not is_medrelay_id(actor_id):
         raise invalid_fhir(
             f"{where}.reference.reference",
             "must end in a medrelay id: 1 to 63 lowercase letters, digits or '-', "

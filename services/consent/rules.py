@@ -27,10 +27,13 @@ The rules, in the order they are applied:
    every denying consent); else any consent that permits gives PERMIT (CONSENT_PERMITS, decided by
    every permitting consent); else the deployment's default policy decides, naming no consent:
    OPT_IN denies, OPT_OUT permits, CARE_TEAM permits TREAT and ETREAT by a member of one of the
-   patient's care teams and denies the rest. Classes are combined in sorted order: the reason is
-   that of the first denying class (or of the first class when all permit), and `decided_by`
-   is the sorted union over the classes that share the outcome (the denying classes for a DENY,
-   every class for a PERMIT), so a DENY never names a consent that only permitted.
+   patient's care teams and denies the rest. Classes are then combined so that the reason and
+   `decided_by` always agree: for a DENY, if any class was denied by consents, the reason is
+   PROVISION_DENIES and `decided_by` the sorted union of the consents that denied (a DENY never
+   names a consent that only permitted); otherwise the default policy denied, and the reason is
+   its reason (of the first denying class in sorted order) with `decided_by` empty. A PERMIT
+   likewise: CONSENT_PERMITS with the consents that permitted when any class was permitted by
+   consents, else the default policy's reason with `decided_by` empty.
 6. Break-the-glass is purpose ETREAT with a justification that is not blank. A PERMIT is returned
    unchanged (nothing was overridden). A DENY becomes EMERGENCY_ACCESS_REFUSED, decided by the
    refusing consents, when an active consent has a matching DENY provision (its ancestors all
@@ -103,15 +106,22 @@ def _classes(question: Question) -> list[DataClass]:
 def _decide_normally(
     active: Sequence[Consent], question: Question, default_policy: DefaultPolicy
 ) -> Decision:
-    """Rules 2 to 5: decide each class, then combine (any denial wins)."""
+    """Rules 2 to 5: decide each class, then combine (any denial wins).
+
+    Consents outrank the default policy in the combined answer, so the reason always matches
+    `decided_by`: a consent's reason with the consents, or a default policy's with none.
+    """
     per_class = [_decide_class(active, question, c, default_policy) for c in _classes(question)]
     denials = [d for d in per_class if not d.permit]
     deciding = denials or per_class
-    return Decision(
-        permit=not denials,
-        reason=deciding[0].reason,
-        decided_by=_sorted_union(d.decided_by for d in deciding),
-    )
+    by_consents = [d for d in deciding if d.decided_by]
+    if by_consents:
+        return Decision(
+            permit=not denials,
+            reason=by_consents[0].reason,
+            decided_by=_sorted_union(d.decided_by for d in by_consents),
+        )
+    return Decision(permit=not denials, reason=deciding[0].reason)
 
 
 def _decide_class(

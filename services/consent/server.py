@@ -3,16 +3,23 @@
 Check reads the patient's consents from PostgreSQL on every call (no cache), so a revocation
 takes effect on the next Check in every replica. Every DENY and every break-the-glass access
 is audited; PERMITs are audited by the enforcer that acts on them.
+
+Check's purpose and data classes are validated against the vocabularies a recorded consent is
+(vocabulary.py): a code no consent can name is refused, never matched by nothing. Care-team
+membership comes from identity, which knows the present only: when the default policy or an
+active consent's provision depends on care teams, `at` must be within 60 seconds of now.
+
+A consent belongs to the organisation whose system recorded it (store.py): another
+organisation's system cannot add a version to it or revoke it (PERMISSION_DENIED).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 import grpc
 
@@ -25,13 +32,16 @@ from medrelay.consent.v1 import consent_service_pb2 as pb
 from medrelay.consent.v1 import consent_service_pb2_grpc as pb_grpc
 from medrelay.errors import invalid_field, not_found
 from medrelay.server import ServiceDefinition
+from medrelay.spiffe import IdentityKind
 
-from . import provision_codec, rules
+from . import page_tokens, provision_codec, rules
 from .access import ACCESS
 from .directory import CareTeams
 from .fhir_consent import parse_consent
-from .model import ActorKind, Consent, DefaultPolicy, Provision, Question
+from .model import ActorKind, Consent, ConsentStatus, DefaultPolicy, Provision, Question
 from .store import ConsentStore, StoredConsent, StoredEmergencyAccess
+from .stored_resource import stored_resource
+from .vocabulary import DATA_CLASS_CODES, PURPOSE_OF_USE_CODES
 
 Clock = Callable[[], datetime]
 MAX_JUSTIFICATION = 1000
@@ -39,22 +49,9 @@ MAX_REVIEW_NOTE = 1000
 MAX_REASON = 500
 MAX_DATA_CLASSES = 20
 EMERGENCY = "ETREAT"
-_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
-#: Elements of a recorded Consent that are not stored (personal data, no part in decisions).
-_NOT_STORED = frozenset(
-    {
-        "text",
-        "id",
-        "meta",
-        "identifier",
-        "performer",
-        "verification",
-        "sourceAttachment",
-        "sourceReference",
-    }
-)
-#: Where the recorded resource's patient identifier goes: replaced by its blind index.
-BLIND_INDEX_SYSTEM = "urn:medrelay:blind-index:patient"
+#: How far from now a Check that depends on care teams may ask about: identity answers for
+#: the present only, so a decision for another instant would use today's membership.
+PRESENT: Final = timedelta(seconds=60)
 
 
 def utc_now() -> datetime:
@@ -88,13 +85,14 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
         system, value = _patient(request.patient, "patient")
         practitioner_id = check.resource_id(request.actor.practitioner_id, "actor.practitioner_id")
         organization_id = check.resource_id(request.actor.organization_id, "actor.organization_id")
-        purpose = _code(request.purpose, "purpose")
+        purpose = _purpose(request.purpose)
         if len(request.data_classes) > MAX_DATA_CLASSES:
             raise invalid_field("data_classes", f"has more than {MAX_DATA_CLASSES} entries")
         classes = frozenset(
-            _code(c, f"data_classes[{i}]") for i, c in enumerate(request.data_classes)
+            _data_class(c, f"data_classes[{i}]") for i, c in enumerate(request.data_classes)
         )
-        at = check.timestamp(request.at, "at") if request.HasField("at") else self._now()
+        now = self._now()
+        at = check.timestamp(request.at, "at") if request.HasField("at") else now
         justification = ""
         if purpose == EMERGENCY:
             justification = check.text(
@@ -107,6 +105,12 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
         consents = await self._store.latest_consents(patient_index)
         teams: frozenset[str] = frozenset()
         if self._needs_care_teams(consents):
+            if abs(at - now) > PRESENT:
+                raise invalid_field(
+                    "at",
+                    "care-team decisions are made for the present only (within "
+                    f"{PRESENT.seconds} seconds of now): identity knows current membership only",
+                )
             teams = await self._care_teams.member_teams(system, value, practitioner_id)
         question = Question(
             practitioner_id=practitioner_id,
@@ -132,7 +136,9 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
             "decided_by": ",".join(decision.decided_by),
         }
         if decision.emergency_access:
-            response.emergency_access_id = await self._store.open_emergency_access(
+            access_id = str(uuid.uuid4())
+            await self._store.open_emergency_access(
+                access_id,
                 patient_index,
                 practitioner_id,
                 organization_id,
@@ -140,11 +146,12 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
                 self._event(
                     "consent.emergency_access.open",
                     "EmergencyAccess",
-                    "pending",
+                    access_id,
                     reason=decision.reason,
                     details=details,
                 ),
             )
+            response.emergency_access_id = access_id
         elif not decision.permit:
             await self._store.record_event(
                 self._event(
@@ -159,9 +166,12 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
         return response
 
     def _needs_care_teams(self, consents: list[Consent]) -> bool:
+        """Whether the decision can depend on care teams (only active consents count)."""
         if self._policy is DefaultPolicy.CARE_TEAM:
             return True
-        return any(_names_care_team(c.provision) for c in consents)
+        return any(
+            c.status is ConsentStatus.ACTIVE and _names_care_team(c.provision) for c in consents
+        )
 
     # --- recording -------------------------------------------------------------------------
 
@@ -176,13 +186,19 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
             else check.resource_id(parsed.consent_id, "Consent.id")
         )
         patient_index = await self._indexer.patient(parsed.patient_system, parsed.patient_value)
-        resource = _without_identifiers(parsed.resource, patient_index)
+        resource = stored_resource(
+            parsed.description,
+            status=parsed.status.value,
+            provision=parsed.provision,
+            patient_index=patient_index,
+        )
         stored = await self._store.record(
             consent_id,
             patient_index,
             parsed.status.value,
             resource,
             provision_codec.encode(parsed.provision),
+            _caller_organization(),
             self._event(
                 "consent.consent.record",
                 "Consent",
@@ -196,6 +212,8 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
         self, request: pb.RevokeConsentRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConsentRecord:
         consent_id = check.resource_id(request.consent_id, "consent_id")
+        # Validated, then dropped: free text could name the patient. The audit records only
+        # whether a reason was given.
         reason = check.text(request.reason, "reason", max_chars=MAX_REASON, required=False)
         event = self._event(
             "consent.consent.revoke",
@@ -203,7 +221,7 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
             consent_id,
             details={"reason_given": bool(reason)},
         )
-        return _record(await self._store.revoke(consent_id, event))
+        return _record(await self._store.revoke(consent_id, _caller_organization(), event))
 
     async def GetConsent(
         self, request: pb.GetConsentRequest, context: grpc.aio.ServicerContext
@@ -221,16 +239,14 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
     ) -> pb.ListConsentHistoryResponse:
         system, value = _patient(request.patient, "patient")
         limit = check.page_size(request.page_size)
-        after = _history_cursor(check.page_token(request.page_token))
+        after = page_tokens.history_cursor(request.page_token)
         patient_index = await self._indexer.patient(system, value)
         rows = await self._store.history(patient_index, after, limit)
         token = ""
         if len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
-            token = check.encode_page_token(
-                json.dumps([last.record_time.isoformat(), last.id, last.version])
-            )
+            token = page_tokens.history_token(last.record_time, last.id, last.version)
         return pb.ListConsentHistoryResponse(
             consents=[_record(r) for r in rows], next_page_token=token
         )
@@ -241,14 +257,12 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
         self, request: pb.ListEmergencyAccessesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListEmergencyAccessesResponse:
         limit = check.page_size(request.page_size)
-        after = _access_cursor(check.page_token(request.page_token))
+        after = page_tokens.access_cursor(request.page_token)
         rows = await self._store.emergency_accesses(request.open_only, after, limit)
         token = ""
         if len(rows) > limit:
             rows = rows[:limit]
-            token = check.encode_page_token(
-                json.dumps([rows[-1].access_time.isoformat(), rows[-1].id])
-            )
+            token = page_tokens.access_token(rows[-1].access_time, rows[-1].id)
         return pb.ListEmergencyAccessesResponse(
             accesses=[_access(r) for r in rows], next_page_token=token
         )
@@ -285,52 +299,38 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
 
 
 def _patient(patient: types_pb2.PatientIdentifier, field: str) -> tuple[str, str]:
-    system = check.uri(patient.system, f"{field}.system")
-    value = check.code(patient.value, f"{field}.value", max_chars=128)
-    return system, value
+    """The one patient identifier check of every service, as RecordConsent applies it."""
+    return check.patient_identifier(patient.system, patient.value, field)
 
 
-def _code(value: str, field: str) -> str:
+def _purpose(value: str) -> str:
+    if not value:
+        raise invalid_field("purpose", "is required")
+    if value not in PURPOSE_OF_USE_CODES:
+        raise invalid_field("purpose", "must be an HL7 v3 PurposeOfUse code (TREAT, ETREAT, ...)")
+    return value
+
+
+def _data_class(value: str, field: str) -> str:
     if not value:
         raise invalid_field(field, "is required")
-    if not _CODE.match(value):
-        raise invalid_field(field, "must be a code of letters and digits, at most 32")
+    if value not in DATA_CLASS_CODES:
+        raise invalid_field(
+            field, "must be an HL7 v3 sensitivity or confidentiality code (PSY, HIV, R, ...)"
+        )
     return value
+
+
+def _caller_organization() -> str | None:
+    """The calling system's organisation; None for an administrator or the gateway."""
+    caller = current_caller()
+    return caller.organization_id if caller.kind is IdentityKind.SYSTEM else None
 
 
 def _names_care_team(provision: Provision) -> bool:
     if any(actor.kind is ActorKind.CARE_TEAM for actor in provision.actors):
         return True
     return any(_names_care_team(child) for child in provision.provisions)
-
-
-def _without_identifiers(resource: dict[str, Any], patient_index: str) -> dict[str, Any]:
-    """The resource as stored: the patient named by blind index only, and none of the
-    elements that can carry personal data but play no part in a decision (narrative, who
-    performed or verified it, the source document, business identifiers)."""
-    stored = {k: v for k, v in resource.items() if k not in _NOT_STORED}
-    stored["patient"] = {"identifier": {"system": BLIND_INDEX_SYSTEM, "value": patient_index}}
-    return stored
-
-
-def _history_cursor(token: str) -> tuple[datetime, str, int] | None:
-    if not token:
-        return None
-    try:
-        when, consent_id, version = json.loads(token)
-        return datetime.fromisoformat(when), str(consent_id), int(version)
-    except (ValueError, TypeError):
-        raise invalid_field("page_token", "is not a token this service issued") from None
-
-
-def _access_cursor(token: str) -> tuple[datetime, str] | None:
-    if not token:
-        return None
-    try:
-        when, access_id = json.loads(token)
-        return datetime.fromisoformat(when), str(access_id)
-    except (ValueError, TypeError):
-        raise invalid_field("page_token", "is not a token this service issued") from None
 
 
 def _record(stored: StoredConsent) -> pb.ConsentRecord:

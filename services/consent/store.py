@@ -1,21 +1,36 @@
-"""The consent service's SQL. Every change commits together with its audit record."""
+"""The consent service's SQL. Every change commits together with its audit record.
+
+Changes to one consent are serialised: each takes a transaction-level advisory lock on the
+consent's id before reading its latest version, so concurrent new versions get consecutive
+numbers and a second concurrent revocation finds the consent already inactive.
+
+A consent belongs to the organisation whose system recorded its first version (`recorded_org`,
+carried to every version; NULL when an administrator or the gateway recorded it). Only that
+organisation's systems, administrators and the gateway may add a version or revoke it.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 
 from medrelay import audit
-from medrelay.errors import failed_precondition, invalid_field, not_found
+from medrelay.common.v1.errors_pb2 import ErrorReason
+from medrelay.errors import failed_precondition, not_found, permission_denied
 
 from . import provision_codec
+from .fhir_consent import describe, invalid_fhir
 from .model import Consent, ConsentStatus
+from .page_tokens import AccessCursor, HistoryCursor
+from .stored_resource import stored_resource
+
+#: The first key of the two-key advisory locks on consent ids: keeps them apart from any other
+#: advisory lock in the database (the migrations' one-key locks live in another space anyway).
+LOCK_NAMESPACE: Final = 0x636F6E73  # "cons"
 
 
 @dataclass(frozen=True)
@@ -78,64 +93,80 @@ class ConsentStore:
         status: str,
         resource: dict[str, Any],
         provision: dict[str, Any],
+        organization: str | None,
         event: audit.AuditEvent,
     ) -> StoredConsent:
-        """Add a version (version 1 for a new consent) with its audit record."""
+        """Add a version (version 1 for a new consent) with its audit record.
+
+        `organization` is the recording system's; None for an administrator or the gateway,
+        who may add a version to any consent. A system may add one only to a consent of its
+        own organisation (PERMISSION_DENIED otherwise), and only for the same patient
+        (INVALID_FHIR on Consent.patient otherwise); a refusal writes nothing.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
+            await _lock(conn, consent_id)
             latest = await conn.fetchrow(
-                "SELECT version, patient_index FROM consents WHERE id = $1 "
-                "ORDER BY version DESC LIMIT 1 FOR UPDATE",
+                "SELECT version, patient_index, recorded_org FROM consents WHERE id = $1 "
+                "ORDER BY version DESC LIMIT 1",
                 consent_id,
             )
-            if latest is not None and latest["patient_index"] != patient_index:
-                raise invalid_field("Consent.patient", "differs from the consent's patient")
+            owner = organization
+            if latest is not None:
+                owner = latest["recorded_org"]
+                _check_may_change(owner, organization)
+                if latest["patient_index"] != patient_index:
+                    raise invalid_fhir(
+                        "Consent.patient",
+                        "differs from the patient of the consent this would be a new version of",
+                    )
             version = 1 if latest is None else latest["version"] + 1
             resource = {**resource, "id": consent_id, "meta": {"versionId": str(version)}}
-            row = await conn.fetchrow(
-                "INSERT INTO consents (id, version, patient_index, status, resource, provision, "
-                "recorded_by) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7) "
-                "RETURNING id, version, patient_index, status, resource::text AS resource, "
-                "record_time",
-                consent_id,
-                version,
-                patient_index,
-                status,
-                json.dumps(resource),
-                json.dumps(provision),
-                event.actor,
+            row = await _insert(
+                conn, consent_id, version, patient_index, status, resource, provision, owner, event
             )
-            await audit.append(conn, _with(event, version=version))
+            await audit.append(conn, event.with_details(version=version))
         return _consent(row)
 
-    async def revoke(self, consent_id: str, event: audit.AuditEvent) -> StoredConsent:
-        """A new version of the latest, status inactive; refused if already inactive."""
+    async def revoke(
+        self, consent_id: str, organization: str | None, event: audit.AuditEvent
+    ) -> StoredConsent:
+        """A new version of the latest, status inactive; refused if already inactive, and
+        (PERMISSION_DENIED) for a system of another organisation than the consent's."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await _lock(conn, consent_id)
             latest = await conn.fetchrow(
                 "SELECT version, patient_index, status, resource::text AS resource, "
-                "provision::text AS provision FROM consents WHERE id = $1 "
-                "ORDER BY version DESC LIMIT 1 FOR UPDATE",
+                "provision::text AS provision, recorded_org FROM consents WHERE id = $1 "
+                "ORDER BY version DESC LIMIT 1",
                 consent_id,
             )
             if latest is None:
                 raise not_found("Consent")
+            _check_may_change(latest["recorded_org"], organization)
             if latest["status"] != ConsentStatus.ACTIVE.value:
                 raise failed_precondition(f"the consent is {latest['status']}, not active")
             version = latest["version"] + 1
-            resource = json.loads(latest["resource"])
-            resource.update(status="inactive", meta={"versionId": str(version)})
-            row = await conn.fetchrow(
-                "INSERT INTO consents (id, version, patient_index, status, resource, provision, "
-                "recorded_by) VALUES ($1, $2, $3, 'inactive', $4::jsonb, $5::jsonb, $6) "
-                "RETURNING id, version, patient_index, status, resource::text AS resource, "
-                "record_time",
+            provision = json.loads(latest["provision"])
+            # Rebuilt through the same allowlist as a recording, whatever the stored one holds.
+            resource = stored_resource(
+                describe(json.loads(latest["resource"])),
+                status=ConsentStatus.INACTIVE.value,
+                provision=provision_codec.decode(provision),
+                patient_index=latest["patient_index"],
+            )
+            resource.update(id=consent_id, meta={"versionId": str(version)})
+            row = await _insert(
+                conn,
                 consent_id,
                 version,
                 latest["patient_index"],
-                json.dumps(resource),
-                latest["provision"],
-                event.actor,
+                ConsentStatus.INACTIVE.value,
+                resource,
+                provision,
+                latest["recorded_org"],
+                event,
             )
-            await audit.append(conn, _with(event, version=version))
+            await audit.append(conn, event.with_details(version=version))
         return _consent(row)
 
     async def get(self, consent_id: str, version: int) -> StoredConsent | None:
@@ -150,7 +181,7 @@ class ConsentStore:
         return _consent(row) if row else None
 
     async def history(
-        self, patient_index: str, after: tuple[datetime, str, int] | None, limit: int
+        self, patient_index: str, after: HistoryCursor | None, limit: int
     ) -> list[StoredConsent]:
         """Every version of the patient's consents, newest first, `limit + 1` at most."""
         rows = await self._pool.fetch(
@@ -159,9 +190,9 @@ class ConsentStore:
             "(record_time, id, version) < ($2, $3, $4)) "
             "ORDER BY record_time DESC, id DESC, version DESC LIMIT $5",
             patient_index,
-            after[0] if after else None,
-            after[1] if after else "",
-            after[2] if after else 0,
+            after.record_time if after else None,
+            after.consent_id if after else "",
+            after.version if after else 0,
             limit + 1,
         )
         return [_consent(row) for row in rows]
@@ -170,14 +201,14 @@ class ConsentStore:
 
     async def open_emergency_access(
         self,
+        access_id: str,
         patient_index: str,
         practitioner_id: str,
         organization_id: str,
         justification: str,
         event: audit.AuditEvent,
-    ) -> str:
-        """Record a break-the-glass access for review, with its audit record."""
-        access_id = str(uuid.uuid4())
+    ) -> None:
+        """Record break-the-glass access `access_id` for review, with its audit record."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO emergency_accesses (id, patient_index, practitioner_id, "
@@ -188,11 +219,10 @@ class ConsentStore:
                 organization_id,
                 justification,
             )
-            await audit.append(conn, _with(event, resource_id=access_id))
-        return access_id
+            await audit.append(conn, event)
 
     async def emergency_accesses(
-        self, open_only: bool, after: tuple[datetime, str] | None, limit: int
+        self, open_only: bool, after: AccessCursor | None, limit: int
     ) -> list[StoredEmergencyAccess]:
         """Oldest first, `limit + 1` at most."""
         rows = await self._pool.fetch(
@@ -200,8 +230,8 @@ class ConsentStore:
             "AND ($2::timestamptz IS NULL OR (access_time, id::text) > ($2, $3)) "
             "ORDER BY access_time, id LIMIT $4",
             open_only,
-            after[0] if after else None,
-            after[1] if after else "",
+            after.access_time if after else None,
+            after.access_id if after else "",
             limit + 1,
         )
         return [_access(row) for row in rows]
@@ -235,11 +265,47 @@ class ConsentStore:
             await audit.append(conn, event)
 
 
-def _with(event: audit.AuditEvent, **changes: Any) -> audit.AuditEvent:
-    version = changes.pop("version", None)
-    if version is not None:
-        changes["details"] = {**event.details, "version": version}
-    return dataclasses.replace(event, **changes)
+async def _lock(conn: asyncpg.Connection, consent_id: str) -> None:
+    """Serialise the changes to one consent until the transaction ends (ids that share a
+    hash merely wait on each other)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_NAMESPACE, consent_id)
+
+
+def _check_may_change(owner: str | None, organization: str | None) -> None:
+    """Administrators and the gateway (no organisation) may change any consent; a system only
+    its own organisation's, and not one an administrator or the gateway recorded."""
+    if organization is not None and owner != organization:
+        raise permission_denied(
+            ErrorReason.ERROR_REASON_CALLER_NOT_ALLOWED,
+            "only systems of the organisation that recorded the consent may change it",
+        )
+
+
+async def _insert(
+    conn: asyncpg.Connection,
+    consent_id: str,
+    version: int,
+    patient_index: str,
+    status: str,
+    resource: dict[str, Any],
+    provision: dict[str, Any],
+    owner: str | None,
+    event: audit.AuditEvent,
+) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        "INSERT INTO consents (id, version, patient_index, status, resource, provision, "
+        "recorded_by, recorded_org) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8) "
+        "RETURNING id, version, patient_index, status, resource::text AS resource, record_time",
+        consent_id,
+        version,
+        patient_index,
+        status,
+        json.dumps(resource),
+        json.dumps(provision),
+        event.actor,
+        owner,
+    )
+    return row
 
 
 def _consent(row: asyncpg.Record) -> StoredConsent:

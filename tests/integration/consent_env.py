@@ -6,7 +6,6 @@ services of the session for blind indexes and care teams.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,13 +26,10 @@ from medrelay.services.consent.model import DefaultPolicy
 from medrelay.services.consent.server import ConsentServicer, definition, utc_now
 from medrelay.services.consent.store import ConsentStore
 from medrelay.spiffe import PeerIdentity
-from tests import ledger_rows
+from tests import consent_fhir, ledger_rows
+from tests.consent_fhir import NIR
 
 from .identity_env import TRUST_DOMAIN, IdentityEnv, unique
-
-PURPOSE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
-CLASS_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-NIR = "urn:oid:1.2.250.1.213.1.4.8"
 
 
 def new_patient() -> types_pb2.PatientIdentifier:
@@ -41,64 +37,17 @@ def new_patient() -> types_pb2.PatientIdentifier:
     return types_pb2.PatientIdentifier(system=NIR, value=unique("nir").replace("-", ""))
 
 
-def provision(type_: str, **conditions: Any) -> dict[str, Any]:
-    """A FHIR provision: actors=[("Practitioner", id)], purposes=[...], classes=[...],
-    period=(start, end) ISO strings, provisions=[nested]."""
-    out: dict[str, Any] = {"type": type_}
-    if "actors" in conditions:
-        out["actor"] = [
-            {
-                "role": {
-                    "coding": [
-                        {
-                            "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                            "code": "IRCP",
-                        }
-                    ]
-                },
-                "reference": {"reference": f"{kind}/{id_}"},
-            }
-            for kind, id_ in conditions["actors"]
-        ]
-    if "purposes" in conditions:
-        out["purpose"] = [{"system": PURPOSE_SYSTEM, "code": c} for c in conditions["purposes"]]
-    if "classes" in conditions:
-        out["securityLabel"] = [{"system": CLASS_SYSTEM, "code": c} for c in conditions["classes"]]
-    if "period" in conditions:
-        start, end = conditions["period"]
-        out["period"] = {k: v for k, v in (("start", start), ("end", end)) if v}
-    if "provisions" in conditions:
-        out["provision"] = conditions["provisions"]
-    return out
-
-
 def consent_json(
     patient: types_pb2.PatientIdentifier,
-    root: dict[str, Any],
+    root: dict[str, Any] | None = None,
     *,
     status: str = "active",
     consent_id: str | None = None,
 ) -> str:
-    """A FHIR R4 privacy Consent for `patient` with `root` as its provision."""
-    resource: dict[str, Any] = {
-        "resourceType": "Consent",
-        "status": status,
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"identifier": {"system": patient.system, "value": patient.value}},
-        "dateTime": "2026-01-01T00:00:00Z",
-        "provision": root,
-    }
-    if consent_id:
-        resource["id"] = consent_id
-    return json.dumps(resource)
+    """A FHIR R4 privacy Consent for `patient` with `root` as its provision (tests.consent_fhir)."""
+    return consent_fhir.consent_json(
+        patient.system, patient.value, root, status=status, consent_id=consent_id
+    )
 
 
 @dataclass
@@ -131,6 +80,11 @@ class ConsentEnv:
     def system(self, org: str = "org-a") -> pb_grpc.ConsentServiceStub:
         """An organisation's EHR, recording its patients' consents."""
         return self.stub(PeerIdentity.system(TRUST_DOMAIN, org, "ehr"))
+
+    @property
+    def gateway(self) -> pb_grpc.ConsentServiceStub:
+        """The FHIR gateway, recording on behalf of any organisation."""
+        return self.stub(PeerIdentity.service(TRUST_DOMAIN, "gateway"))
 
     async def ledger(self) -> list[asyncpg.Record]:
         """The consent ledger, oldest first."""

@@ -1,10 +1,16 @@
 """The consent service over mutual TLS: recording, versions, revocation on the next Check,
-break-the-glass and its review, the care-team default policy through identity, the audit."""
+break-the-glass and its review, the care-team default policy through identity, the audit,
+what is stored (an allowlist), who may change a consent, concurrency and page tokens."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
 
 import grpc
 import pytest
@@ -13,14 +19,23 @@ from medrelay.common.v1 import types_pb2
 from medrelay.common.v1.errors_pb2 import ErrorReason
 from medrelay.consent.v1 import consent_service_pb2 as pb
 from medrelay.consent.v1 import consent_service_pb2_grpc as pb_grpc
-from medrelay.errors import error_info
+from medrelay.errors import MedrelayError, error_info
 from medrelay.identity.v1 import identity_service_pb2 as identity_pb
 from medrelay.pki import DevPki
+from medrelay.services.consent import provision_codec
+from medrelay.services.consent.directory import IdentityCareTeams
+from medrelay.services.consent.fhir_consent import parse_consent
 from medrelay.services.consent.model import DefaultPolicy
+from medrelay.services.consent.stored_resource import stored_resource
+from medrelay.spiffe import PeerIdentity
+from tests.consent_fhir import planted_consent, provision
 from tests.keys.keys_env import KeysEnv
 
-from .consent_env import ConsentEnv, consent_json, new_patient, provision, running_consent
-from .identity_env import TIMEOUT, IdentityEnv, register_practitioner, unique
+from .consent_env import ConsentEnv, consent_json, new_patient, running_consent
+from .identity_env import TIMEOUT, TRUST_DOMAIN, IdentityEnv, register_practitioner, unique
+
+#: A name planted beside the identifier: finding it anywhere stored means it leaked.
+PLANTED_NAME = "Quillondebrac"
 
 
 @pytest.fixture(params=[DefaultPolicy.OPT_IN])
@@ -41,9 +56,20 @@ async def consent(
 care_team_policy = pytest.mark.parametrize("consent", [DefaultPolicy.CARE_TEAM], indirect=True)
 
 
-async def record(env: ConsentEnv, fhir: str) -> pb.ConsentRecord:
-    return await env.system().RecordConsent(
+async def record(
+    env: ConsentEnv, fhir: str, stub: pb_grpc.ConsentServiceStub | None = None
+) -> pb.ConsentRecord:
+    return await (stub or env.system()).RecordConsent(
         pb.RecordConsentRequest(fhir_json=fhir), timeout=TIMEOUT
+    )
+
+
+async def revoke(
+    env: ConsentEnv, consent_id: str, stub: pb_grpc.ConsentServiceStub | None = None
+) -> pb.ConsentRecord:
+    return await (stub or env.system()).RevokeConsent(
+        pb.RevokeConsentRequest(consent_id=consent_id, reason="the patient asked"),
+        timeout=TIMEOUT,
     )
 
 
@@ -56,18 +82,55 @@ async def check(
     purpose: str = "TREAT",
     classes: tuple[str, ...] = (),
     justification: str = "",
+    at: datetime | None = None,
     stub: pb_grpc.ConsentServiceStub | None = None,
 ) -> pb.CheckResponse:
-    return await (stub or env.exchange).Check(
-        pb.CheckRequest(
+    request = pb.CheckRequest(
+        patient=patient,
+        actor=pb.Actor(practitioner_id=practitioner, organization_id=org),
+        purpose=purpose,
+        data_classes=list(classes),
+        justification=justification,
+    )
+    if at is not None:
+        request.at.FromDatetime(at)
+    return await (stub or env.exchange).Check(request, timeout=TIMEOUT)
+
+
+async def refused(call: Any) -> grpc.aio.AioRpcError:
+    """The error `call` (an awaitable RPC) fails with."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str:
+    info = error_info(error)
+    assert info is not None
+    return info.reason
+
+
+async def create_care_team(
+    identity: IdentityEnv, patient: types_pb2.PatientIdentifier, *members: str
+) -> str:
+    team = unique("team")
+    await identity.admin.CreateCareTeam(
+        identity_pb.CreateCareTeamRequest(
+            care_team_id=team,
             patient=patient,
-            actor=pb.Actor(practitioner_id=practitioner, organization_id=org),
-            purpose=purpose,
-            data_classes=list(classes),
-            justification=justification,
+            care_team=identity_pb.CareTeam(
+                managing_organization_id="org-a",
+                display_name="Cardiology",
+                active=True,
+                members=[identity_pb.CareTeamMember(practitioner_id=m) for m in members],
+            ),
         ),
         timeout=TIMEOUT,
     )
+    return team
+
+
+# -- decisions ------------------------------------------------------------------------------
 
 
 async def test_a_permitting_consent_permits_and_revocation_applies_at_the_next_check(
@@ -81,26 +144,13 @@ async def test_a_permitting_consent_permits_and_revocation_applies_at_the_next_c
     assert list(permitted.decided_by) == [f"{recorded.id}/1"]
     assert permitted.reason == "CONSENT_PERMITS"
 
-    revoked = await consent.system().RevokeConsent(
-        pb.RevokeConsentRequest(consent_id=recorded.id, reason="patient asked"), timeout=TIMEOUT
-    )
+    revoked = await revoke(consent, recorded.id)
     assert (revoked.version, revoked.status) == (2, "inactive")
+    assert json.loads(revoked.fhir_json)["status"] == "inactive"
     denied = await check(consent, patient)
     assert denied.decision == pb.DECISION_DENY
     assert denied.reason == "DEFAULT_POLICY_OPT_IN"
-
-
-async def test_the_stored_consent_names_the_patient_by_blind_index_only(
-    consent: ConsentEnv,
-) -> None:
-    patient = new_patient()
-    recorded = await record(consent, consent_json(patient, provision("permit")))
-    stored = json.loads(recorded.fhir_json)
-    assert stored["patient"]["identifier"]["value"] == recorded.patient_index
-    assert len(recorded.patient_index) == 64
-    rows = await consent.pool.fetch("SELECT resource::text, provision::text FROM consents")
-    dump = repr([tuple(r) for r in rows]) + repr([tuple(r) for r in await consent.ledger()])
-    assert patient.value not in dump
+    assert list(denied.decided_by) == []
 
 
 async def test_versions_and_history_never_rewrite(consent: ConsentEnv) -> None:
@@ -127,11 +177,318 @@ async def test_versions_and_history_never_rewrite(consent: ConsentEnv) -> None:
     assert (await check(consent, patient)).decision == pb.DECISION_DENY
 
 
-async def test_a_version_for_another_patient_is_refused(consent: ConsentEnv) -> None:
+# -- what is stored -------------------------------------------------------------------------
+
+
+def leaks(text: str, patient: types_pb2.PatientIdentifier) -> list[str]:
+    """Which of the patient's identifier and name `text` contains (case-insensitively)."""
+    lowered = text.lower()
+    return [s for s in (patient.value, PLANTED_NAME) if s.lower() in lowered]
+
+
+async def stored_dump(env: ConsentEnv) -> str:
+    """Every column of every consent row and of the ledger, as text."""
+    rows = await env.pool.fetch("SELECT to_jsonb(c)::text FROM consents AS c")
+    return repr([tuple(r) for r in rows]) + repr([tuple(r) for r in await env.ledger()])
+
+
+async def test_the_stored_consent_names_the_patient_by_blind_index_only(
+    consent: ConsentEnv,
+) -> None:
+    patient = new_patient()
+    recorded = await record(consent, consent_json(patient, provision("permit")))
+    stored = json.loads(recorded.fhir_json)
+    assert stored["patient"]["identifier"]["value"] == recorded.patient_index
+    assert len(recorded.patient_index) == 64
+    assert leaks(await stored_dump(consent), patient) == []
+
+
+async def test_personal_data_anywhere_in_the_resource_is_neither_stored_nor_returned(
+    consent: ConsentEnv,
+) -> None:
+    """The patient's identifier and name, planted in every element fhir.resources accepts
+    and medrelay does not evaluate, appear nowhere: not in the table, not in GetConsent, not
+    in ListConsentHistory, not after a revocation (rebuilt through the same allowlist)."""
+    patient = new_patient()
+    planted = planted_consent(patient.system, patient.value, PLANTED_NAME)
+    assert len(leaks(json.dumps(planted), patient)) == 2  # the test plants what it looks for
+    recorded = await record(consent, json.dumps(planted))
+    revoked = await revoke(consent, recorded.id)
+    got = await consent.exchange.GetConsent(
+        pb.GetConsentRequest(consent_id=recorded.id, version=1), timeout=TIMEOUT
+    )
+    history = await consent.exchange.ListConsentHistory(
+        pb.ListConsentHistoryRequest(patient=patient), timeout=TIMEOUT
+    )
+    assert [c.version for c in history.consents] == [2, 1]
+    returned = [recorded, revoked, got, *history.consents]
+    assert leaks(repr([r.fhir_json for r in returned]) + repr(returned), patient) == []
+    assert leaks(await stored_dump(consent), patient) == []
+
+    # What is kept is exactly what was evaluated, and reads back as the same provision.
+    resource = json.loads(got.fhir_json)
+    assert set(resource) == {
+        "resourceType",
+        "id",
+        "meta",
+        "status",
+        "scope",
+        "category",
+        "dateTime",
+        "policyRule",
+        "patient",
+        "provision",
+    }
+    assert resource["provision"]["period"] == {
+        "start": "2026-01-01T00:00:00Z",
+        "end": "2026-12-31T23:59:59Z",
+    }
+    original = parse_consent(json.dumps(planted)).provision
+    assert parse_consent(json.dumps(resource)).provision == original
+
+
+async def test_migration_0002_rebuilds_resources_stored_before_the_allowlist(
+    consent: ConsentEnv,
+) -> None:
+    """A row written by the old code (the whole resource but a few elements) is rebuilt by
+    the migration exactly as the service now builds it, and its owner is read from the URI."""
+    patient = new_patient()
+    legacy = planted_consent(patient.system, patient.value, PLANTED_NAME)
+    parsed = parse_consent(json.dumps(legacy))
+    index = "ab" * 32
+    legacy["patient"] = {
+        "identifier": {"system": "urn:medrelay:blind-index:patient", "value": index}
+    }
+    recorder = "spiffe://medrelay.test/org/org-a/system/ehr"
+    for version, status, by in [(1, "active", recorder), (2, "inactive", "spiffe://x/admin/a")]:
+        await consent.pool.execute(
+            "INSERT INTO consents (id, version, patient_index, status, resource, provision, "
+            "recorded_by) VALUES ('legacy', $1, $2, $3, $4::jsonb, $5::jsonb, $6)",
+            version,
+            index,
+            status,
+            json.dumps({**legacy, "status": status}),
+            json.dumps(provision_codec.encode(parsed.provision)),
+            by,
+        )
+    migrations = resources.files("medrelay.services.consent") / "migrations"
+    [migration] = [m for m in migrations.iterdir() if m.name.startswith("0002_")]
+    async with consent.pool.acquire() as conn, conn.transaction():
+        await conn.execute(migration.read_text())  # written to converge when run again
+
+    rows = await consent.pool.fetch(
+        "SELECT version, status, resource::text AS resource, recorded_org FROM consents "
+        "WHERE id = 'legacy' ORDER BY version"
+    )
+    assert [r["recorded_org"] for r in rows] == ["org-a", "org-a"]
+    for row in rows:
+        expected = stored_resource(
+            parsed.description,
+            status=row["status"],
+            provision=parsed.provision,
+            patient_index=index,
+        )
+        expected.update(id="legacy", meta={"versionId": str(row["version"])})
+        assert json.loads(row["resource"]) == expected
+    assert leaks(await stored_dump(consent), patient) == []
+
+
+# -- who may change a consent ---------------------------------------------------------------
+
+
+async def test_another_organisations_system_may_not_change_a_consent(
+    consent: ConsentEnv,
+) -> None:
+    patient = new_patient()
+    recorded = await record(consent, consent_json(patient, provision("permit")))
+    before = await consent.table_counts()
+    other = consent.system("org-b")
+    for call in (
+        revoke(consent, recorded.id, stub=other),
+        record(
+            consent,
+            consent_json(patient, provision("deny"), consent_id=recorded.id),
+            stub=other,
+        ),
+    ):
+        error = await refused(call)
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert reason_of(error) == "ERROR_REASON_CALLER_NOT_ALLOWED"
+    assert await consent.table_counts() == before
+    # Another system of the same organisation may.
+    lab = consent.stub(PeerIdentity.system(TRUST_DOMAIN, "org-a", "lab"))
+    assert (await revoke(consent, recorded.id, stub=lab)).version == 2
+
+
+async def test_administrators_and_the_gateway_may_change_any_consent(
+    consent: ConsentEnv,
+) -> None:
+    patient = new_patient()
+    recorded = await record(consent, consent_json(patient, provision("permit")))
+    by_gateway = await record(
+        consent,
+        consent_json(patient, provision("deny"), consent_id=recorded.id),
+        stub=consent.gateway,
+    )
+    assert by_gateway.version == 2
+    assert (await revoke(consent, recorded.id, stub=consent.admin)).version == 3
+    # The consent still belongs to org-a: its system may record a new version.
+    again = await record(
+        consent, consent_json(patient, provision("permit"), consent_id=recorded.id)
+    )
+    assert again.version == 4
+
+
+async def test_a_consent_the_gateway_recorded_is_changed_by_no_organisation(
+    consent: ConsentEnv,
+) -> None:
+    patient = new_patient()
+    recorded = await record(
+        consent, consent_json(patient, provision("permit")), stub=consent.gateway
+    )
+    error = await refused(revoke(consent, recorded.id))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert (await revoke(consent, recorded.id, stub=consent.gateway)).version == 2
+
+
+async def test_a_version_for_another_patient_is_refused_and_writes_nothing(
+    consent: ConsentEnv,
+) -> None:
     first = await record(consent, consent_json(new_patient(), provision("permit")))
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await record(consent, consent_json(new_patient(), provision("permit"), consent_id=first.id))
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    before = await consent.table_counts()
+    error = await refused(
+        record(consent, consent_json(new_patient(), provision("permit"), consent_id=first.id))
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(error)
+    assert info is not None
+    assert info.reason == "ERROR_REASON_INVALID_FHIR"
+    assert dict(info.metadata) == {"element": "Consent.patient"}
+    assert await consent.table_counts() == before
+
+
+# -- concurrency ----------------------------------------------------------------------------
+
+
+async def test_concurrent_versions_of_one_consent_get_consecutive_numbers(
+    consent: ConsentEnv,
+) -> None:
+    patient = new_patient()
+    consent_id = unique("concurrent")
+    fhir = consent_json(patient, provision("permit"), consent_id=consent_id)
+    recorded = await asyncio.gather(*(record(consent, fhir) for _ in range(8)))
+    assert sorted(r.version for r in recorded) == list(range(1, 9))
+    versions = await consent.pool.fetch(
+        "SELECT version, resource->'meta'->>'versionId' AS meta FROM consents WHERE id = $1",
+        consent_id,
+    )
+    assert sorted((r["version"], r["meta"]) for r in versions) == [(v, str(v)) for v in range(1, 9)]
+    audited = [r for r in await consent.ledger() if r["action"] == "consent.consent.record"]
+    assert len(audited) == 8
+
+
+async def test_concurrent_revocations_revoke_once(consent: ConsentEnv) -> None:
+    recorded = await record(consent, consent_json(new_patient(), provision("permit")))
+    outcomes = await asyncio.gather(
+        *(revoke(consent, recorded.id) for _ in range(4)), return_exceptions=True
+    )
+    revoked = [o for o in outcomes if isinstance(o, pb.ConsentRecord)]
+    failed = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert [r.version for r in revoked] == [2]
+    assert [e.code() for e in failed] == [grpc.StatusCode.FAILED_PRECONDITION] * 3
+    counts = await consent.table_counts()
+    assert counts["consents"] == 2
+
+
+# -- page tokens ----------------------------------------------------------------------------
+
+
+def token(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+WHEN = "2026-01-01T00:00:00+00:00"
+BAD_HISTORY_TOKENS = {
+    "not-base64": "%%%",
+    "not-json": token("[not json"),
+    "an-object": token({"when": WHEN}),
+    "too-short": token([WHEN, "c1"]),
+    "too-long": token([WHEN, "c1", 1, 2]),
+    "naive-time": token(["2026-01-01T00:00:00", "c1", 1]),
+    "time-not-a-string": token([1767225600, "c1", 1]),
+    "time-not-a-time": token(["yesterday", "c1", 1]),
+    "id-not-a-string": token([WHEN, 5, 1]),
+    "id-not-an-id": token([WHEN, "C 1", 1]),
+    "id-with-a-newline": token([WHEN, "c1\n", 1]),
+    "version-huge": token([WHEN, "c1", 2**31]),
+    "version-zero": token([WHEN, "c1", 0]),
+    "version-a-float": token([WHEN, "c1", 1.5]),
+    "version-a-string": token([WHEN, "c1", "1"]),
+    "version-a-boolean": token([WHEN, "c1", True]),
+    "nan": token(f'["{WHEN}", "c1", NaN]'),
+}
+ACCESS_ID = "0b0e4a3c-8f0e-4d7a-9a57-0c9f3b1d2e4f"
+BAD_ACCESS_TOKENS = {
+    "not-json": token("{"),
+    "naive-time": token(["2026-01-01T00:00:00", ACCESS_ID]),
+    "time-not-a-string": token([None, ACCESS_ID]),
+    "id-not-a-uuid": token([WHEN, "c1"]),
+    "id-not-a-string": token([WHEN, 7]),
+    "too-long": token([WHEN, ACCESS_ID, 1]),
+}
+
+
+@pytest.mark.parametrize("page_token", BAD_HISTORY_TOKENS.values(), ids=BAD_HISTORY_TOKENS.keys())
+async def test_a_history_page_token_this_service_did_not_issue_is_refused(
+    consent: ConsentEnv, page_token: str
+) -> None:
+    error = await refused(
+        consent.exchange.ListConsentHistory(
+            pb.ListConsentHistoryRequest(patient=new_patient(), page_token=page_token),
+            timeout=TIMEOUT,
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(error)
+    assert info is not None and info.metadata["field"] == "page_token"
+
+
+@pytest.mark.parametrize("page_token", BAD_ACCESS_TOKENS.values(), ids=BAD_ACCESS_TOKENS.keys())
+async def test_an_emergency_access_page_token_this_service_did_not_issue_is_refused(
+    consent: ConsentEnv, page_token: str
+) -> None:
+    error = await refused(
+        consent.admin.ListEmergencyAccesses(
+            pb.ListEmergencyAccessesRequest(page_token=page_token), timeout=TIMEOUT
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(error)
+    assert info is not None and info.metadata["field"] == "page_token"
+
+
+async def test_emergency_accesses_page_through_with_issued_tokens(consent: ConsentEnv) -> None:
+    patient = new_patient()
+    await record(consent, consent_json(patient, provision("deny")))
+    opened = [
+        (await check(consent, patient, purpose="ETREAT", justification=f"emergency {i}"))
+        for i in range(3)
+    ]
+    seen: list[str] = []
+    page_token = ""
+    while True:
+        page = await consent.admin.ListEmergencyAccesses(
+            pb.ListEmergencyAccessesRequest(page_size=2, page_token=page_token), timeout=TIMEOUT
+        )
+        seen += [a.id for a in page.accesses]
+        page_token = page.next_page_token
+        if not page_token:
+            break
+    assert seen == [o.emergency_access_id for o in opened]
+
+
+# -- invalid input --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -150,14 +507,38 @@ async def test_invalid_fhir_names_the_element_and_stores_nothing(
     consent: ConsentEnv, fhir: str, element: str
 ) -> None:
     before = await consent.table_counts()
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await record(consent, fhir)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    info = error_info(caught.value)
+    error = await refused(record(consent, fhir))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(error)
     assert info is not None
     assert info.reason == ErrorReason.Name(ErrorReason.ERROR_REASON_INVALID_FHIR)
-    assert info.metadata["element"].startswith(element)
+    assert info.metadata["element"] == element
     assert await consent.table_counts() == before
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ("1234\u200b5", "patient.value"),
+        (" 12345", "patient.value"),
+        ("x" * 129, "patient.value"),
+    ],
+    ids=["zero-width-space", "padded", "too-long"],
+)
+async def test_check_and_record_refuse_the_same_patient_identifiers(
+    consent: ConsentEnv, value: str, field: str
+) -> None:
+    patient = types_pb2.PatientIdentifier(system="urn:oid:1.2.250.1.213.1.4.8", value=value)
+    checked = await refused(check(consent, patient))
+    info = error_info(checked)
+    assert info is not None and info.metadata["field"] == field
+    recorded = await refused(record(consent, consent_json(patient, provision("permit"))))
+    info = error_info(recorded)
+    assert info is not None
+    assert info.metadata["element"] == f"Consent.{field.replace('patient', 'patient.identifier')}"
+
+
+# -- break-the-glass ------------------------------------------------------------------------
 
 
 async def test_break_the_glass_permits_is_audited_and_reviewed(consent: ConsentEnv) -> None:
@@ -191,24 +572,27 @@ async def test_break_the_glass_permits_is_audited_and_reviewed(consent: ConsentE
         pb.ListEmergencyAccessesRequest(open_only=True), timeout=TIMEOUT
     )
     assert access.id not in {a.id for a in still_open.accesses}
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await consent.admin.CloseEmergencyAccessReview(
+    error = await refused(
+        consent.admin.CloseEmergencyAccessReview(
             pb.CloseEmergencyAccessReviewRequest(emergency_access_id=access.id, review_note="x"),
             timeout=TIMEOUT,
         )
-    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    actions = [(r["action"], r["outcome"]) for r in await consent.ledger()]
+    )
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    ledger = await consent.ledger()
+    actions = [(r["action"], r["outcome"]) for r in ledger]
     assert ("consent.check.deny", "denied") in actions
-    assert ("consent.emergency_access.open", "success") in actions
     assert ("consent.emergency_access.review", "success") in actions
+    [opened] = [r for r in ledger if r["action"] == "consent.emergency_access.open"]
+    assert (opened["resource_id"], opened["outcome"]) == (access.id, "success")
 
 
 async def test_an_explicit_refusal_of_emergency_access_holds(consent: ConsentEnv) -> None:
     patient = new_patient()
     await record(consent, consent_json(patient, provision("deny", purposes=["ETREAT"])))
-    refused = await check(consent, patient, purpose="ETREAT", justification="emergency")
-    assert (refused.decision, refused.reason) == (pb.DECISION_DENY, "EMERGENCY_ACCESS_REFUSED")
-    assert refused.emergency_access_id == ""
+    answer = await check(consent, patient, purpose="ETREAT", justification="emergency")
+    assert (answer.decision, answer.reason) == (pb.DECISION_DENY, "EMERGENCY_ACCESS_REFUSED")
+    assert answer.emergency_access_id == ""
 
 
 async def test_every_deny_is_audited_without_the_patient(consent: ConsentEnv) -> None:
@@ -222,6 +606,9 @@ async def test_every_deny_is_audited_without_the_patient(consent: ConsentEnv) ->
     assert patient.value not in repr([tuple(r) for r in denies])
 
 
+# -- care teams -----------------------------------------------------------------------------
+
+
 @care_team_policy
 async def test_care_team_default_policy_asks_identity_now(
     consent: ConsentEnv, identity: IdentityEnv
@@ -229,20 +616,7 @@ async def test_care_team_default_policy_asks_identity_now(
     patient = new_patient()
     member = await register_practitioner(identity)
     outsider = await register_practitioner(identity)
-    team = unique("team")
-    await identity.admin.CreateCareTeam(
-        identity_pb.CreateCareTeamRequest(
-            care_team_id=team,
-            patient=patient,
-            care_team=identity_pb.CareTeam(
-                managing_organization_id="org-a",
-                display_name="Cardiology",
-                active=True,
-                members=[identity_pb.CareTeamMember(practitioner_id=member)],
-            ),
-        ),
-        timeout=TIMEOUT,
-    )
+    team = await create_care_team(identity, patient, member)
     permitted = await check(consent, patient, practitioner=member)
     assert (permitted.decision, permitted.reason) == (
         pb.DECISION_PERMIT,
@@ -268,13 +642,113 @@ async def test_a_consent_can_deny_one_class_within_the_care_team(
     consent: ConsentEnv, identity: IdentityEnv
 ) -> None:
     patient = new_patient()
+    member = await register_practitioner(identity)
+    outsider = await register_practitioner(identity)
+    team = await create_care_team(identity, patient, member)
+    recorded = await record(
+        consent,
+        consent_json(
+            patient,
+            provision(
+                "permit",
+                actors=[f"CareTeam/{team}"],
+                provisions=[provision("deny", classes=["PSY"])],
+            ),
+        ),
+    )
+    by_consent = [f"{recorded.id}/1"]
+
+    ordinary = await check(consent, patient, practitioner=member)
+    assert (ordinary.decision, ordinary.reason) == (pb.DECISION_PERMIT, "CONSENT_PERMITS")
+    assert list(ordinary.decided_by) == by_consent
+    psy = await check(consent, patient, practitioner=member, classes=("PSY",))
+    assert (psy.decision, psy.reason) == (pb.DECISION_DENY, "PROVISION_DENIES")
+    assert list(psy.decided_by) == by_consent
+    hiv = await check(consent, patient, practitioner=member, classes=("HIV",))
+    assert (hiv.decision, list(hiv.decided_by)) == (pb.DECISION_PERMIT, by_consent)
+    # Outside the team the consent says nothing: the default policy decides, naming no consent.
+    outside = await check(consent, patient, practitioner=outsider)
+    assert (outside.decision, outside.reason) == (
+        pb.DECISION_DENY,
+        "DEFAULT_POLICY_CARE_TEAM_DENIES",
+    )
+    assert list(outside.decided_by) == []
+
+
+async def test_a_consent_naming_a_care_team_asks_identity_under_opt_in(
+    consent: ConsentEnv, identity: IdentityEnv
+) -> None:
+    patient = new_patient()
+    member = await register_practitioner(identity)
+    team = await create_care_team(identity, patient, member)
+    await record(consent, consent_json(patient, provision("permit", actors=[f"CareTeam/{team}"])))
+    assert (await check(consent, patient, practitioner=member)).decision == pb.DECISION_PERMIT
+    assert (await check(consent, patient, practitioner="dr-nobody")).decision == pb.DECISION_DENY
+
+
+@care_team_policy
+async def test_a_care_team_decision_is_for_the_present_only(consent: ConsentEnv) -> None:
+    patient = new_patient()
+    now = datetime.now(UTC)
+    assert (await check(consent, patient, at=now + timedelta(seconds=5))).decision
+    for at in (now - timedelta(hours=1), now + timedelta(minutes=5)):
+        error = await refused(check(consent, patient, at=at))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        info = error_info(error)
+        assert info is not None and info.metadata["field"] == "at"
+
+
+async def test_without_care_teams_any_instant_may_be_asked(consent: ConsentEnv) -> None:
+    patient = new_patient()
     await record(
         consent,
-        consent_json(patient, provision("permit", provisions=[provision("deny", classes=["PSY"])])),
+        consent_json(patient, provision("permit", period=("2020-01-01", "2020-12-31"))),
     )
-    assert (await check(consent, patient)).decision == pb.DECISION_PERMIT
-    assert (await check(consent, patient, classes=("PSY",))).decision == pb.DECISION_DENY
-    assert (await check(consent, patient, classes=("HIV",))).decision == pb.DECISION_PERMIT
+    then = await check(consent, patient, at=datetime(2020, 6, 1, tzinfo=UTC))
+    assert then.decision == pb.DECISION_PERMIT
+    assert (await check(consent, patient)).decision == pb.DECISION_DENY
+
+
+class _FailingIdentity:
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+    async def ListCareTeams(self, request: Any, **options: Any) -> Any:
+        raise grpc.aio.AioRpcError(
+            self.code, grpc.aio.Metadata(), grpc.aio.Metadata(), details="patient 123 said no"
+        )
+
+
+@pytest.mark.parametrize(
+    ("identity_says", "we_say"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE),
+        (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INTERNAL),
+        (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL),
+        (grpc.StatusCode.INTERNAL, grpc.StatusCode.INTERNAL),
+    ],
+    ids=lambda c: c.name,
+)
+async def test_only_an_identity_outage_is_reported_as_unavailable(
+    identity_says: grpc.StatusCode, we_say: grpc.StatusCode
+) -> None:
+    teams = IdentityCareTeams.__new__(IdentityCareTeams)
+    teams._stub = _FailingIdentity(identity_says)
+    teams._timeout = 1.0
+    with pytest.raises(MedrelayError) as caught:
+        await teams.member_teams("urn:oid:1.2", "123", "dr-a")
+    assert caught.value.code == we_say
+    expected = (
+        ErrorReason.ERROR_REASON_DEPENDENCY_UNAVAILABLE
+        if we_say == grpc.StatusCode.UNAVAILABLE
+        else ErrorReason.ERROR_REASON_INTERNAL
+    )
+    assert caught.value.reason == expected
+    assert "123" not in caught.value.message
+
+
+# -- requests refused -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -283,28 +757,34 @@ async def test_a_consent_can_deny_one_class_within_the_care_team(
         ({"purpose": "ETREAT"}, "justification"),
         ({"justification": "why"}, "justification"),
         ({"purpose": ""}, "purpose"),
+        ({"purpose": "hresch"}, "purpose"),
+        ({"purpose": "RESEARCH"}, "purpose"),
         ({"practitioner": "Dr X"}, "actor.practitioner_id"),
         ({"classes": ("P S Y",)}, "data_classes[0]"),
+        ({"classes": ("HIV", "psy")}, "data_classes[1]"),
+        ({"classes": ("SECRET",)}, "data_classes[0]"),
     ],
     ids=[
         "etreat-needs-justification",
         "justification-only-with-etreat",
         "no-purpose",
+        "purpose-in-lowercase",
+        "purpose-not-purpose-of-use",
         "bad-practitioner",
         "bad-class",
+        "class-in-lowercase",
+        "class-unknown",
     ],
 )
 async def test_bad_checks_name_the_field(
-    consent: ConsentEnv, changes: dict[str, object], field: str
+    consent: ConsentEnv, changes: dict[str, Any], field: str
 ) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await check(consent, new_patient(), **changes)  # type: ignore[arg-type]
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    info = error_info(caught.value)
+    error = await refused(check(consent, new_patient(), **changes))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(error)
     assert info is not None and info.metadata["field"] == field
 
 
 async def test_only_enforcers_may_check(consent: ConsentEnv) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await check(consent, new_patient(), stub=consent.system())
-    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    error = await refused(check(consent, new_patient(), stub=consent.system()))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -387,11 +387,32 @@ DATA_CLASSES = [
         OPT_IN_DENIES,
     ),
     Case(
-        "several_classes_reason_of_first_denying_class_in_sorted_order",
+        "several_classes_a_consent_denial_outranks_a_default_denial",
         [consent(deny(classes=("SEX",)))],
         ask(classes=("SEX", "HIV")),
         OPT_IN,
-        Decision(False, "DEFAULT_POLICY_OPT_IN", ("c1/1",)),
+        denied("c1/1"),
+    ),
+    Case(
+        "several_classes_default_denials_name_no_consent_even_beside_a_permit",
+        [consent(permit(classes=("SEX",)))],
+        ask(classes=("SEX", "HIV", "PSY")),
+        OPT_IN,
+        OPT_IN_DENIES,
+    ),
+    Case(
+        "several_classes_a_consent_permit_outranks_a_default_permit",
+        [consent(permit(classes=("SEX",)))],
+        ask(classes=("SEX", "HIV")),
+        OPT_OUT,
+        permitted("c1/1"),
+    ),
+    Case(
+        "several_classes_default_denial_under_care_team_names_no_consent",
+        [consent(permit(classes=("HIV",)))],
+        ask(classes=("HIV", "PSY"), purpose="HPAYMT"),
+        CARE_TEAM,
+        CARE_TEAM_DENIES,
     ),
     Case(
         "several_classes_deny_names_only_denying_consents",
@@ -863,3 +884,25 @@ def test_a_justification_only_ever_overrides_a_deny(
         assert emergency == normal
     else:
         assert emergency.reason in ("EMERGENCY_ACCESS_GRANTED", "EMERGENCY_ACCESS_REFUSED")
+
+
+CONSENT_REASONS = frozenset({"CONSENT_PERMITS", "PROVISION_DENIES", "EMERGENCY_ACCESS_REFUSED"})
+
+
+@given(consent_lists, questions, policies)
+def test_the_reason_and_the_deciding_consents_always_agree(
+    consents: list[Consent], question: Question, policy: DefaultPolicy
+) -> None:
+    """A consent's reason names the consents; a default policy's names none (break-the-glass
+    over a denial names whatever decided the denial)."""
+    decision = decide(consents, question, policy)
+    if decision.reason in CONSENT_REASONS:
+        assert decision.decided_by
+    elif decision.reason.startswith("DEFAULT_POLICY_"):
+        assert decision.decided_by == ()
+    else:
+        assert decision.reason == "EMERGENCY_ACCESS_GRANTED"
+        plain = decide(consents, replace(question, justification=""), policy)
+        assert decision.decided_by == plain.decided_by
+        assert not plain.permit
+        assert plain.reason == "PROVISION_DENIES" or plain.reason.startswith("DEFAULT_POLICY_")

@@ -11,14 +11,18 @@ from typing import Any, NamedTuple
 
 import grpc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from medrelay import validation
 from medrelay.common.v1.errors_pb2 import ErrorReason
 from medrelay.errors import MedrelayError
 from medrelay.services.consent.fhir_consent import (
     MAX_JSON_BYTES,
-    PURPOSE_SYSTEM,
-    SENSITIVITY_SYSTEM,
+    Coding,
+    Description,
     ParsedConsent,
+    is_element_name,
     parse_consent,
 )
 from medrelay.services.consent.model import (
@@ -29,11 +33,22 @@ from medrelay.services.consent.model import (
     Provision,
     ProvisionType,
 )
+from medrelay.services.consent.stored_resource import (
+    BLIND_INDEX_SYSTEM,
+    fhir_provision,
+    stored_resource,
+)
+from medrelay.services.consent.vocabulary import (
+    CONFIDENTIALITY_SYSTEM,
+    SENSITIVITY_SYSTEM,
+)
+from tests import consent_fhir
+from tests.consent_fhir import NIR, actor, label, planted_consent, purpose
 
-NIR = "urn:oid:1.2.250.1.213.1.4.8"
 #: Distinctive enough that finding it in a message can only mean it was echoed.
 PATIENT_VALUE = "2840575123456zq"
-CONFIDENTIALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+#: A name, planted as a value and as a key: lowercase camel case, as a FHIR element name is.
+NAME = "quillondebrac"
 PERMIT = ProvisionType.PERMIT
 DENY = ProvisionType.DENY
 
@@ -41,48 +56,10 @@ DENY = ProvisionType.DENY
 # -- builders -------------------------------------------------------------------------------
 
 
-def actor(reference: str, role: str = "IRCP") -> dict[str, Any]:
-    return {
-        "role": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                    "code": role,
-                }
-            ]
-        },
-        "reference": {"reference": reference},
-    }
-
-
-def purpose(code: str) -> dict[str, Any]:
-    return {"system": PURPOSE_SYSTEM, "code": code}
-
-
-def label(code: str, system: str = SENSITIVITY_SYSTEM) -> dict[str, Any]:
-    return {"system": system, "code": code}
-
-
 def consent(provision: Any = None, **top: Any) -> dict[str, Any]:
-    """A valid privacy Consent (permit by default); keyword arguments replace top-level elements."""
-    resource: dict[str, Any] = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"identifier": {"system": NIR, "value": PATIENT_VALUE}},
-        "dateTime": "2026-01-01T00:00:00Z",
-        "provision": provision if provision is not None else {"type": "permit"},
-    }
-    resource.update(top)
-    return resource
+    """A valid privacy Consent for the test patient (permit by default); keyword arguments
+    replace top-level elements."""
+    return consent_fhir.consent(NIR, PATIENT_VALUE, provision, **top)
 
 
 def parse(resource: dict[str, Any]) -> ParsedConsent:
@@ -104,8 +81,6 @@ def test_a_minimal_permit_maps_to_a_bare_provision() -> None:
     assert parsed.status is ConsentStatus.ACTIVE
     assert (parsed.patient_system, parsed.patient_value) == (NIR, PATIENT_VALUE)
     assert parsed.provision == Provision(PERMIT)
-    assert parsed.resource["resourceType"] == "Consent"
-    assert parsed.resource["provision"] == {"type": "permit"}
 
 
 def test_the_id_is_returned_so_a_new_version_can_be_recorded() -> None:
@@ -233,22 +208,156 @@ def test_a_one_day_period_contains_the_whole_day_and_nothing_after() -> None:
     assert not period.contains(utc(2026, 3, 2))
 
 
-def test_descriptive_elements_are_kept_in_the_resource() -> None:
+def test_only_codings_and_the_date_of_the_descriptive_elements_are_kept() -> None:
     parsed = parse(
         consent(
             id="consent-2",
             policyRule={
                 "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}
-                ]
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                        "code": "OPTIN",
+                        "display": NAME,
+                    }
+                ],
+                "text": NAME,
             },
-            organization=[{"reference": "Organization/org-a"}],
-            extension=[{"url": "https://example.org/x", "valueString": "kept"}],
+            organization=[{"reference": "Organization/org-a", "display": NAME}],
+            extension=[{"url": "https://example.org/x", "valueString": NAME}],
         )
     )
-    assert parsed.resource["policyRule"]["coding"][0]["code"] == "OPTIN"
-    assert parsed.resource["extension"][0]["valueString"] == "kept"
-    assert parsed.resource["id"] == "consent-2"
+    assert parsed.description == Description(
+        scope=(Coding("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy"),),
+        category=((Coding("http://loinc.org", "59284-0"),),),
+        policy_rule=(Coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "OPTIN"),),
+        date_time="2026-01-01T00:00:00Z",
+    )
+    assert NAME not in repr(parsed)
+
+
+# -- what is stored -------------------------------------------------------------------------
+
+INDEX = "ab" * 32
+
+
+def stored(resource: dict[str, Any]) -> dict[str, Any]:
+    parsed = parse(resource)
+    return stored_resource(
+        parsed.description,
+        status=parsed.status.value,
+        provision=parsed.provision,
+        patient_index=INDEX,
+    )
+
+
+def test_the_stored_resource_holds_nothing_that_was_planted() -> None:
+    planted = planted_consent(NIR, PATIENT_VALUE, NAME)
+    kept = json.dumps(stored(planted)).lower()
+    assert PATIENT_VALUE not in kept
+    assert NAME not in kept
+    assert stored(planted)["patient"] == {
+        "identifier": {"system": BLIND_INDEX_SYSTEM, "value": INDEX}
+    }
+
+
+def test_a_minimal_consent_is_stored_as_its_codings_date_and_provision() -> None:
+    assert stored(consent()) == {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "dateTime": "2026-01-01T00:00:00Z",
+        "patient": {"identifier": {"system": BLIND_INDEX_SYSTEM, "value": INDEX}},
+        "provision": {"type": "permit"},
+    }
+
+
+def test_the_stored_provision_writes_the_inclusive_end_and_every_code_system() -> None:
+    provision = parse(
+        consent(
+            {
+                "type": "permit",
+                "period": {"start": "2026-03-01T08:00:00.250+01:00", "end": "2026-03-31"},
+                "actor": [actor("Practitioner/dr-a", role="PRCP"), actor("CareTeam/team-1")],
+                "purpose": [purpose("TREAT")],
+                "securityLabel": [label("PSY"), label("R", CONFIDENTIALITY_SYSTEM)],
+                "provision": [{"type": "deny", "period": {"end": "2026-03-15T12:00:00Z"}}],
+            }
+        )
+    ).provision
+    written = fhir_provision(provision)
+    assert written["period"] == {"start": "2026-03-01T07:00:00Z", "end": "2026-03-31T23:59:59Z"}
+    assert written["provision"][0]["period"] == {"end": "2026-03-15T12:00:00Z"}
+    assert [a["reference"]["reference"] for a in written["actor"]] == [
+        "CareTeam/team-1",
+        "Practitioner/dr-a",
+    ]
+    assert {a["role"]["coding"][0]["code"] for a in written["actor"]} == {"IRCP"}
+    assert written["securityLabel"] == [
+        label("PSY"),
+        label("R", CONFIDENTIALITY_SYSTEM),
+    ]
+
+
+ROUND_TRIPS: dict[str, dict[str, Any]] = {
+    **{
+        f"period-{name}": consent(
+            {"type": "deny", "provision": [{"type": "permit", "period": case.fhir}]}
+        )
+        for name, case in PERIODS.items()
+    },
+    "conditions-and-nesting": consent(
+        {
+            "type": "permit",
+            "actor": [actor("Organization/org-a", role="PRCP")],
+            "provision": [
+                {
+                    "type": "deny",
+                    "securityLabel": [label("HIV"), label("V", CONFIDENTIALITY_SYSTEM)],
+                },
+                {
+                    "type": "deny",
+                    "purpose": [purpose("HRESCH"), purpose("HMARKT")],
+                    "provision": [{"type": "permit", "purpose": [purpose("ETREAT")]}],
+                },
+            ],
+        },
+        status="proposed",
+        policyRule={"coding": [{"system": "https://example.org/rules", "code": "r1"}]},
+    ),
+    "planted": planted_consent(NIR, PATIENT_VALUE, NAME),
+}
+
+
+@pytest.mark.parametrize("resource", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())
+def test_the_stored_resource_reads_back_as_what_was_evaluated(resource: dict[str, Any]) -> None:
+    parsed = parse(resource)
+    again = parse_consent(json.dumps(stored(resource)))
+    assert again.provision == _without_start_fraction(parsed.provision)
+    assert (again.status, again.description) == (parsed.status, parsed.description)
+    assert (again.patient_system, again.patient_value) == (BLIND_INDEX_SYSTEM, INDEX)
+
+
+def _without_start_fraction(provision: Provision) -> Provision:
+    """Decisions compare periods to the second: the stored start is written to the second."""
+    period = provision.period
+    if period is not None and period.start is not None:
+        period = Period(period.start.replace(microsecond=0), period.end)
+    return Provision(
+        provision.type,
+        period,
+        provision.actors,
+        provision.purposes,
+        provision.data_classes,
+        tuple(_without_start_fraction(child) for child in provision.provisions),
+    )
 
 
 # -- invalid consents -----------------------------------------------------------------------
@@ -342,7 +451,14 @@ INVALID: dict[str, Invalid] = {
         with_provision({"type": "permit", "provision": {"type": "deny"}}),
         "Consent.provision.provision",
     ),
-    "unknown-element": Invalid(json.dumps(consent(consentMood="happy")), "Consent.consentMood"),
+    "element-of-another-type": Invalid(json.dumps(consent(given="Ann")), "Consent.given"),
+    "unknown-element-name-is-not-repeated": Invalid(
+        json.dumps(consent(consentMood="happy")), "Consent"
+    ),
+    "unknown-element-name-in-a-provision": Invalid(
+        with_provision({"type": "permit", "provision": [{"type": "deny", "consentMood": "x"}]}),
+        "Consent.provision.provision[0]",
+    ),
     "unknown-provision-element": Invalid(
         with_provision(
             {"type": "permit", "provision": [{"type": "deny"}, {"type": "deny", "who": "me"}]}
@@ -433,6 +549,14 @@ INVALID: dict[str, Invalid] = {
     ),
     "patient-value-too-long": Invalid(
         patient({"identifier": {"system": NIR, "value": PATIENT_VALUE * 10}}),
+        "Consent.patient.identifier.value",
+    ),
+    "patient-value-with-a-zero-width-space": Invalid(
+        patient({"identifier": {"system": NIR, "value": "2840575\u200b123456"}}),
+        "Consent.patient.identifier.value",
+    ),
+    "patient-value-with-a-newline": Invalid(
+        patient({"identifier": {"system": NIR, "value": "2840575\n123456"}}),
         "Consent.patient.identifier.value",
     ),
     "patient-value-as-a-number": Invalid(
@@ -649,22 +773,140 @@ def test_a_bad_value_is_described_not_repeated() -> None:
     assert caught.value.message == "Consent.dateTime: is not a valid FHIR dateTime"
 
 
-def test_no_refusal_repeats_a_value_from_the_input() -> None:
-    """Every invalid case again, with the patient's identifier also planted where it is wrong."""
-    planted = [
-        consent(id=PATIENT_VALUE.upper()),
-        consent(status=PATIENT_VALUE),
-        consent(patient={"identifier": {"system": PATIENT_VALUE, "value": PATIENT_VALUE}}),
-        consent({"type": PATIENT_VALUE}),
-        consent({"type": "permit", "actor": [actor(f"Practitioner/{PATIENT_VALUE.upper()}")]}),
-        consent({"type": "permit", "purpose": [purpose(PATIENT_VALUE)]}),
-        consent({"type": "permit", "securityLabel": [label(PATIENT_VALUE)]}),
-        consent({"type": "permit", "period": {"start": PATIENT_VALUE}}),
-        consent(**{PATIENT_VALUE: PATIENT_VALUE}),
-    ]
-    for resource in planted:
-        with pytest.raises(MedrelayError) as caught:
-            parse(resource)
-        assert PATIENT_VALUE not in caught.value.message
-        assert PATIENT_VALUE.upper() not in caught.value.message
-        assert all(PATIENT_VALUE not in v for v in caught.value.metadata.values())
+def deep(levels: int, leaf: Any) -> Any:
+    """`leaf` inside `levels` JSON objects keyed by NAME."""
+    for _ in range(levels):
+        leaf = {NAME: leaf}
+    return leaf
+
+
+#: The patient's identifier and a name where they are wrong, as values and as JSON keys (a key
+#: can carry a value): no refusal may repeat either.
+PLANTED: dict[str, str] = {
+    "id": json.dumps(consent(id=PATIENT_VALUE.upper())),
+    "status": json.dumps(consent(status=PATIENT_VALUE)),
+    "patient-system": json.dumps(
+        consent(patient={"identifier": {"system": PATIENT_VALUE, "value": PATIENT_VALUE}})
+    ),
+    "provision-type": json.dumps(consent({"type": PATIENT_VALUE})),
+    "actor": json.dumps(
+        consent({"type": "permit", "actor": [actor(f"Practitioner/{PATIENT_VALUE.upper()}")]})
+    ),
+    "purpose": json.dumps(consent({"type": "permit", "purpose": [purpose(PATIENT_VALUE)]})),
+    "label": json.dumps(consent({"type": "permit", "securityLabel": [label(PATIENT_VALUE)]})),
+    "period": json.dumps(consent({"type": "permit", "period": {"start": PATIENT_VALUE}})),
+    "key-and-value": json.dumps(consent(**{PATIENT_VALUE: PATIENT_VALUE})),
+    "key-with-an-empty-value": json.dumps(consent(**{PATIENT_VALUE: ""})),
+    "key-with-an-empty-object": json.dumps(consent(**{PATIENT_VALUE: {}})),
+    "key-with-null": json.dumps(consent(**{PATIENT_VALUE: None})),
+    "name-key": json.dumps(consent(**{NAME: "x"})),
+    "name-key-with-a-number": json.dumps(consent(**{NAME: 5})),
+    "name-key-in-the-patient": json.dumps(
+        consent(patient={"identifier": {"system": NIR, "value": "1"}, NAME: "x"})
+    ),
+    "name-key-in-an-identifier": json.dumps(
+        consent(patient={"identifier": {"system": NIR, "value": "1", NAME: ""}})
+    ),
+    "name-key-in-a-provision": json.dumps(
+        consent({"type": "permit", "provision": [{"type": "deny", NAME: None}]})
+    ),
+    "name-key-in-an-extension": json.dumps(
+        consent(extension=[{"url": "https://x.org/e", NAME: PATIENT_VALUE}])
+    ),
+    "name-key-in-a-primitive-extension": json.dumps(
+        consent(_status={"extension": [{"url": "https://x.org/e", NAME: 1}]})
+    ),
+    "name-key-holding-a-modifier-extension": json.dumps(
+        consent(**{NAME: {"modifierExtension": [{"url": "https://x.org/m"}]}})
+    ),
+    "name-keys-nested-too-deep": json.dumps(consent(**{NAME: deep(70, "x")})),
+    "name-key-inside-an-unknown-key": json.dumps(consent(**{PATIENT_VALUE: {NAME: ""}})),
+    "name-key-in-the-meta": json.dumps(consent(meta={"tag": [{NAME: "x"}]})),
+}
+NO_ECHO = {
+    **{f"invalid-{name}": case.fhir_json for name, case in INVALID.items()},
+    **{f"planted-{name}": fhir_json for name, fhir_json in PLANTED.items()},
+}
+
+
+@pytest.mark.parametrize("fhir_json", NO_ECHO.values(), ids=NO_ECHO.keys())
+def test_no_refusal_repeats_a_value_or_key_from_the_input(fhir_json: str) -> None:
+    """Every invalid case again, and the identifier and a name planted as values and keys."""
+    with pytest.raises(MedrelayError) as caught:
+        parse_consent(fhir_json)
+    error = caught.value
+    assert error.reason == ErrorReason.ERROR_REASON_INVALID_FHIR
+    said = (error.message + " " + " ".join(error.metadata.values())).lower()
+    for planted in (PATIENT_VALUE, "2840575123456", NAME):
+        assert planted not in said
+    assert error.metadata["element"] == "Consent" or is_element_name(
+        error.metadata["element"].rsplit(".", 1)[-1].split("[")[0]
+    )
+
+
+def test_an_unknown_key_is_reported_at_its_parent_without_its_name() -> None:
+    with pytest.raises(MedrelayError) as caught:
+        parse_consent(json.dumps(consent(**{PATIENT_VALUE: ""})))
+    assert dict(caught.value.metadata) == {"element": "Consent"}
+    assert caught.value.message == (
+        "Consent: holds an element whose name FHIR R4 does not define (not repeated here); "
+        "within it, a value must not be empty (FHIR JSON has no empty values)"
+    )
+
+
+# -- one patient identifier rule for every path ---------------------------------------------
+
+
+def accepted_by_check(system: str, value: str) -> bool:
+    try:
+        validation.patient_identifier(system, value, "patient")
+    except MedrelayError:
+        return False
+    return True
+
+
+def accepted_by_record(system: str, value: str) -> bool:
+    try:
+        parse(consent(patient={"identifier": {"system": system, "value": value}}))
+    except MedrelayError as exc:
+        assert exc.metadata["element"].startswith("Consent.patient")
+        return False
+    return True
+
+
+IDENTIFIERS = [
+    (NIR, "1840575123456"),
+    (NIR, "a b"),
+    (NIR, "a\u00a0b"),
+    (NIR, "a\u2028b"),
+    (NIR, "\u00e9l\u00e8ve"),
+    (NIR, "a\u200bb"),
+    (NIR, "a\nb"),
+    (NIR, "a\x85b"),
+    (NIR, " a"),
+    (NIR, "a" * 128),
+    (NIR, "a" * 129),
+    ("urn:x\u200b", "1"),
+    ("urn:a\u00a0b", "1"),
+    ("nir", "1"),
+    ("http://example.org/\u00e9", "1"),
+    ("urn:" + "x" * 252, "1"),
+    ("urn:" + "x" * 253, "1"),
+]
+
+
+@pytest.mark.parametrize(("system", "value"), IDENTIFIERS)
+def test_check_and_record_accept_exactly_the_same_patient_identifiers(
+    system: str, value: str
+) -> None:
+    assert accepted_by_record(system, value) == accepted_by_check(system, value)
+
+
+@given(
+    st.sampled_from([NIR, "urn:x", "https://example.org/id", "x", "urn:x\u200b"]),
+    st.text(max_size=140),
+)
+def test_any_patient_identifier_is_accepted_by_both_paths_or_by_neither(
+    system: str, value: str
+) -> None:
+    assert accepted_by_record(system, value) == accepted_by_check(system, value)

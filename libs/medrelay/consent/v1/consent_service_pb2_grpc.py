@@ -86,7 +86,9 @@ class ConsentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordConsent(self, request, context):
-        """Records a new consent, or a new version of an existing one. Audited.
+        """Records a new consent, or a new version of an existing one. Audited. A consent belongs to
+        the organisation whose system recorded it: a system of another organisation may not add a
+        version (PERMISSION_DENIED); administrators and the gateway may.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,6 +96,7 @@ class ConsentServiceServicer:
 
     def RevokeConsent(self, request, context):
         """Revokes a consent (a new version with status inactive); effective on the next Check.
+        Audited. Only the consent's organisation's systems, administrators and the gateway may.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
