@@ -19,6 +19,14 @@ from .store import KeysStore
 async def build_engine(keys_settings: KeysSettings, pool: asyncpg.Pool) -> TransitEngine:
     """The configured backend, ready to use; a misconfiguration is a StartupError."""
     if keys_settings.backend == "local":
+        if not keys_settings.master_key_file.exists() and await _has_sealed_keys(
+            pool, keys_settings.key_prefix
+        ):
+            # A new master key would unseal none of them: every call would fail DATA_LOSS.
+            raise runtime.StartupError(
+                "MEDRELAY_KEYS_MASTER_KEY_FILE: missing, but keys sealed under a master key "
+                "exist in the database; restore the file"
+            )
         try:
             key = master_key.load_or_create(keys_settings.master_key_file)
         except master_key.MasterKeyError as exc:
@@ -36,6 +44,18 @@ async def build_engine(keys_settings: KeysSettings, pool: asyncpg.Pool) -> Trans
         session,
         mount=keys_settings.vault_transit_mount,
         timeout=keys_settings.vault_timeout_seconds,
+    )
+
+
+async def _has_sealed_keys(pool: asyncpg.Pool, key_prefix: str) -> bool:
+    """True when the local backend already keeps keys of this deployment (named with its
+    prefix), sealed under a master key. Keys of other prefixes belong to other deployments
+    sharing the schema, each with its own master key file."""
+    return bool(
+        await pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM transit_keys WHERE left(name, char_length($1)) = $1)",
+            key_prefix,
+        )
     )
 
 

@@ -13,6 +13,9 @@ SERVICE_NAME = "medrelay.keys.v1.KeysService"
 ANY_SERVICE = Caller(IdentityKind.SERVICE)
 #: The only caller a data key is ever released to.
 RELEASE_TO = service("exchange")
+#: The only signer: the exchange service alone knows a document's authorised sending
+#: organisation, so no other service can sign in an organisation's name.
+SIGNER = service("exchange")
 
 ACCESS = AccessTable(
     SERVICE_NAME,
@@ -30,8 +33,8 @@ ACCESS = AccessTable(
             service("exchange"),
             service("gateway"),
         ),
-        # Services sign documents and their ledger checkpoints; anyone may verify.
-        "Sign": (ANY_SERVICE,),
+        # Documents are signed by the exchange service for their sender; anyone may verify.
+        "Sign": (SIGNER,),
         "Verify": (ADMIN, SYSTEM, ANY_SERVICE),
     },
 )

@@ -9,9 +9,15 @@ from contextlib import contextmanager
 import grpc
 
 from medrelay.common.v1.errors_pb2 import ErrorReason
-from medrelay.errors import MedrelayError, not_found
+from medrelay.errors import MedrelayError, failed_precondition, not_found
 
-from .engine import BackendUnavailable, CiphertextRejected, KeyNotFound, KeyVersionRetired
+from .engine import (
+    BackendUnavailable,
+    CiphertextRejected,
+    EngineError,
+    KeyNotFound,
+    KeyVersionRetired,
+)
 
 log = logging.getLogger("medrelay.keys")
 
@@ -29,6 +35,13 @@ def backend_unavailable(exc: BackendUnavailable, backend: str) -> MedrelayError:
         else f"key backend ({backend}) is unavailable"
     )
     return MedrelayError(grpc.StatusCode.UNAVAILABLE, reason, message, {"dependency": backend})
+
+
+def backend_failed() -> MedrelayError:
+    """INTERNAL: the backend refused in a way no caller can fix (e.g. a key of the wrong type)."""
+    return MedrelayError(
+        grpc.StatusCode.INTERNAL, ErrorReason.ERROR_REASON_INTERNAL, "key backend failed"
+    )
 
 
 def integrity_failed(what: str) -> MedrelayError:
@@ -58,6 +71,15 @@ def shredded() -> MedrelayError:
     )
 
 
+def access_shredded(organization_id: str) -> MedrelayError:
+    """FAILED_PRECONDITION: the organisation's wrap of this document was shredded. A shred is
+    final: the organisation is never given that document's key again."""
+    return failed_precondition(
+        f"the access of organisation {organization_id} to this document was shredded "
+        "and cannot be granted again"
+    )
+
+
 def wrap_mismatch(message: str) -> MedrelayError:
     """PERMISSION_DENIED with WRAP_MISMATCH."""
     return MedrelayError(
@@ -67,7 +89,12 @@ def wrap_mismatch(message: str) -> MedrelayError:
 
 @contextmanager
 def engine_errors(backend: str, what: str) -> Iterator[None]:
-    """Map engine exceptions raised inside the block; `what` names the object for messages."""
+    """Map engine exceptions raised inside the block; `what` names the object for messages.
+
+    Every EngineError becomes a MedrelayError, so a caller that audits refusals (UnwrapDataKey)
+    audits this one too; an EngineError of no more specific kind is INTERNAL, and only its
+    type is logged (its message may name keys).
+    """
     try:
         yield
     except BackendUnavailable as exc:
@@ -79,3 +106,8 @@ def engine_errors(backend: str, what: str) -> Iterator[None]:
         raise integrity_failed(what) from None
     except KeyNotFound:
         raise not_found("Key") from None
+    except EngineError as exc:
+        log.error(
+            "key backend failed", extra={"backend": backend, "error_type": type(exc).__name__}
+        )
+        raise backend_failed() from None

@@ -3,13 +3,20 @@
 A database dump without this file reveals no key, and this file without the database reveals
 no document. The file is created with 0600 permissions on first start; a file that others
 can read is refused rather than used, as ssh does with private keys.
+
+Creation is atomic: the key is written and synced under a temporary name in the same folder,
+then linked to its final name, which fails if another process linked its own first (that
+process's key is then used). No process ever reads a half-written key, and two replicas
+starting together never end up with two keys.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 
 MASTER_KEY_BYTES = 32
@@ -36,14 +43,38 @@ def load_or_create(path: Path) -> bytes:
 
 
 def _create(path: Path) -> None:
+    """Write a new key to a temporary file (0600), sync it, link it to `path`, unlink the
+    temporary name; if `path` appeared meanwhile, keep the other process's key."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return  # another process created it first; use theirs
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise MasterKeyError(f"{path}: cannot create ({exc.strerror})") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secrets.token_bytes(MASTER_KEY_BYTES))
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with os.fdopen(fd, "wb") as handle:  # mkstemp: owner-only permissions
+            handle.write(secrets.token_bytes(MASTER_KEY_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return  # another process created it first; use theirs
+        _sync_folder(path.parent)
+    except OSError as exc:
+        raise MasterKeyError(f"{path}: cannot create ({exc.strerror})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the new name durable (best effort: not every platform can sync a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -35,14 +36,17 @@ from medrelay.spiffe import PeerIdentity
 
 from . import naming
 from .access import ACCESS, RELEASE_TO
-from .engine import KeyType, TransitEngine, ciphertext_version
-from .errors import engine_errors, shredded, wrap_mismatch
+from .engine import KeyInfo, KeyType, TransitEngine, ciphertext_version
+from .errors import access_shredded, engine_errors, integrity_failed, shredded, wrap_mismatch
 from .store import KeysStore, StoredWrap
+
+_LOG = logging.getLogger("medrelay.keys")
 
 MAX_ORGANIZATIONS = 100
 MAX_BLIND_INDEX_VALUE_BYTES = 2048
 MAX_SIGNATURE_BYTES = 256
 DIGEST_BYTES = 32
+DATA_KEY_BYTES = 32
 REWRAP_BATCH = 100
 _KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
@@ -62,14 +66,15 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
     ) -> pb.GenerateDataKeyResponse:
         document_id = check.resource_id(request.document_id, "document_id")
         organizations = _organizations(request.organization_ids, "organization_ids", minimum=1)
-        if await self._store.is_shredded(document_id) or await self._store.wraps(document_id):
-            raise already_exists("DataKey")
+        if await self._store.document_exists(document_id):
+            raise already_exists("DataKey")  # early: the insert below decides, under races
         await self._ensure_keks(organizations)
         first, *others = organizations
         with engine_errors(self._engine.backend_name, "data key"):
             data_key, first_ciphertext = await self._engine.generate_data_key(
                 self._kek(first), naming.wrap_context(document_id, first)
             )
+            _check_data_key(data_key, "data key")
             ciphertexts = [first_ciphertext, *await self._wrap_for(document_id, others, data_key)]
         wraps = [
             _new_wrap(document_id, organization, ciphertext)
@@ -78,7 +83,7 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
         event = self._event(
             "keys.data_key.generate", document_id, details={"organizations": len(wraps)}
         )
-        stored = await self._store.insert_wraps(wraps, event, new_document=True)
+        stored = await self._store.create_document(wraps, event)
         return pb.GenerateDataKeyResponse(data_key=data_key, wraps=[_key_wrap(w) for w in stored])
 
     async def UnwrapDataKey(
@@ -104,20 +109,32 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
                     self._kek(organization_id),
                     [(wrap.ciphertext, naming.wrap_context(document_id, organization_id))],
                 )
+            _check_data_key(data_key, "wrap")
         except MedrelayError as exc:
             raise await refusal(exc) from None
-        await self._store.record(
+        released = await self._store.record_release(
+            document_id,
+            organization_id,
             self._event(
                 "keys.data_key.release",
                 document_id,
                 details={"organization": organization_id, "version": wrap.key_version},
-            )
+            ),
         )
+        if not released:  # shredded while the engine decrypted: the shred wins
+            raise await refusal(shredded())
         return pb.UnwrapDataKeyResponse(data_key=data_key, wrap=_key_wrap(wrap))
 
     async def Rewrap(
         self, request: pb.RewrapRequest, context: grpc.aio.ServicerContext
     ) -> pb.RewrapResponse:
+        """Wrap the document's data key for more organisations, then bring every wrap of the
+        document to its organisation's latest key version.
+
+        The source organisation must hold a live wrap (KEY_SHREDDED if it was shredded, also
+        concurrently). An organisation whose wrap of this document was shredded is never added
+        again: FAILED_PRECONDITION saying its access was shredded, and nothing is written.
+        """
         document_id = check.resource_id(request.document_id, "document_id")
         source_id = check.resource_id(request.source_organization_id, "source_organization_id")
         additions = _organizations(request.add_organization_ids, "add_organization_ids")
@@ -127,23 +144,24 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
         existing = {w.organization_id for w in await self._store.wraps(document_id)}
         new_organizations = [o for o in additions if o not in existing]
         if new_organizations:
+            gone = await self._store.shredded_organizations(document_id, new_organizations)
+            if gone:
+                raise access_shredded(gone[0])
             await self._ensure_keks(new_organizations)
             with engine_errors(self._engine.backend_name, "wrap"):
                 [data_key] = await self._engine.decrypt(
                     self._kek(source_id),
                     [(source.ciphertext, naming.wrap_context(document_id, source_id))],
                 )
+                _check_data_key(data_key, "wrap")
                 ciphertexts = await self._wrap_for(document_id, new_organizations, data_key)
             wraps = [
                 _new_wrap(document_id, organization, ciphertext)
                 for organization, ciphertext in zip(new_organizations, ciphertexts, strict=True)
             ]
-            event = self._event(
-                "keys.data_key.rewrap",
-                document_id,
-                details={"source": source_id, "added": ",".join(new_organizations)},
-            )
-            await self._store.insert_wraps(wraps, event, new_document=False)
+            event = self._event("keys.data_key.rewrap", document_id, details={"source": source_id})
+            # Re-checks under the document's lock: a Shred may have committed meanwhile.
+            await self._store.add_wraps(source, wraps, event)
         await self._refresh_versions(document_id)
         return pb.RewrapResponse(wraps=[_key_wrap(w) for w in await self._store.wraps(document_id)])
 
@@ -156,10 +174,6 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
             if request.organization_id
             else None
         )
-        if not await self._store.wraps(document_id) and not await self._store.is_shredded(
-            document_id
-        ):
-            raise not_found("DataKey")
         event = self._event(
             "keys.wrap.shred", document_id, details={"organization": organization_id or "*"}
         )
@@ -194,22 +208,28 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
                 )
         with engine_errors(self._engine.backend_name, "key"):
             info = await self._engine.rotate(name)
+        # The key has rotated: from here on, a failure is audited too, with what is known.
+        try:
             if minimum:
-                try:
-                    info = await self._engine.set_min_decryption_version(name, minimum)
-                except ValueError as exc:  # a concurrent rotation moved the bounds
-                    raise invalid_field("min_decryption_version", str(exc)) from None
-        await self._store.record(
-            self._event(
-                "keys.key.rotate",
-                organization_id,
-                resource_type="Organization",
-                details={
-                    "latest_version": info.latest_version,
-                    "min_decryption_version": info.min_decryption_version,
-                },
+                with engine_errors(self._engine.backend_name, "key"):
+                    try:
+                        info = await self._engine.set_min_decryption_version(name, minimum)
+                    except ValueError as exc:  # a concurrent rotation moved the bounds
+                        raise invalid_field("min_decryption_version", str(exc)) from None
+            await self._store.record(
+                self._event(
+                    "keys.key.rotate",
+                    organization_id,
+                    resource_type="Organization",
+                    details={
+                        "latest_version": info.latest_version,
+                        "min_decryption_version": info.min_decryption_version,
+                    },
+                )
             )
-        )
+        except BaseException as exc:  # also a cancelled call: the rotation happened
+            await self._record_failed_rotation(organization_id, info, minimum, exc)
+            raise
         return pb.KeyInfo(
             organization_id=organization_id,
             latest_version=info.latest_version,
@@ -227,7 +247,8 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
         while batch := await self._store.stale_wraps(
             organization_id, info.latest_version, REWRAP_BATCH
         ):
-            total += await self._rewrap_batch(organization_id, batch)
+            event = self._event("keys.wrap.rewrap", organization_id, resource_type="Organization")
+            total += await self._rewrap_batch(organization_id, batch, event)
         await self._store.record(
             self._event(
                 "keys.key.rewrap_all",
@@ -326,24 +347,64 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
             with engine_errors(self._engine.backend_name, "wrap"):
                 info = await self._engine.read_key(self._kek(wrap.organization_id))
             if wrap.key_version < info.latest_version:
-                await self._rewrap_batch(wrap.organization_id, [wrap])
+                event = self._event(
+                    "keys.wrap.rewrap", document_id, details={"organization": wrap.organization_id}
+                )
+                await self._rewrap_batch(wrap.organization_id, [wrap], event)
 
-    async def _rewrap_batch(self, organization_id: str, batch: Sequence[StoredWrap]) -> int:
-        """Re-encrypt wraps of one organisation in one engine request; returns rows updated."""
+    async def _rewrap_batch(
+        self, organization_id: str, batch: Sequence[StoredWrap], event: audit.AuditEvent
+    ) -> int:
+        """Re-encrypt wraps of one organisation in one engine request and store them with one
+        audit record (`event` with the version and the count); returns rows updated."""
         items = [(w.ciphertext, naming.wrap_context(w.document_id, organization_id)) for w in batch]
         with engine_errors(self._engine.backend_name, "wrap"):
             ciphertexts = await self._engine.rewrap(self._kek(organization_id), items)
-        updated = [
-            StoredWrap(w.document_id, organization_id, ciphertext_version(c), c, w.create_time)
-            for w, c in zip(batch, ciphertexts, strict=True)
-        ]
-        return await self._store.replace_ciphertexts(updated, None)
+            updated = [
+                StoredWrap(w.document_id, organization_id, ciphertext_version(c), c, w.create_time)
+                for w, c in zip(batch, ciphertexts, strict=True)
+            ]
+        version = max(w.key_version for w in updated)
+        return await self._store.replace_ciphertexts(updated, event.with_details(version=version))
+
+    async def _record_failed_rotation(
+        self, organization_id: str, info: KeyInfo, minimum: int, exc: BaseException
+    ) -> None:
+        """Best effort: an error record of a rotation that happened but did not finish."""
+        reason = (
+            exc.reason_name
+            if isinstance(exc, MedrelayError)
+            else ErrorReason.Name(ErrorReason.ERROR_REASON_INTERNAL)
+        )
+        event = self._event(
+            "keys.key.rotate",
+            organization_id,
+            resource_type="Organization",
+            outcome="error",
+            reason=reason,
+            details={
+                "latest_version": info.latest_version,
+                "min_decryption_version": info.min_decryption_version,
+                "requested_min_decryption_version": minimum,
+            },
+        )
+        try:
+            await self._store.record(event)
+        except Exception as failure:
+            _LOG.error(
+                "could not audit a failed key rotation",
+                extra={
+                    "organization": organization_id,
+                    "latest_version": info.latest_version,
+                    "error_type": type(failure).__name__,
+                },
+            )
 
     async def _missing_wrap_error(self, document_id: str, organization_id: str) -> MedrelayError:
         """Why there is no wrap: shredded, another organisation's document, or no such key."""
         if await self._store.is_shredded(document_id, organization_id):
             return shredded()
-        if await self._store.wraps(document_id):
+        if await self._store.document_exists(document_id):
             return wrap_mismatch("the organisation holds no wrap of this document")
         return not_found("DataKey")
 
@@ -353,6 +414,8 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
         resource_id: str,
         *,
         resource_type: str = "Document",
+        outcome: str = "success",
+        reason: str = "",
         details: dict[str, audit.DetailValue] | None = None,
     ) -> audit.AuditEvent:
         return audit.AuditEvent(
@@ -360,7 +423,8 @@ class KeysServicer(pb_grpc.KeysServiceServicer):
             action=action,
             resource_type=resource_type,
             resource_id=resource_id,
-            outcome="success",
+            outcome=outcome,
+            reason=reason,
             details=details or {},
         )
 
@@ -401,6 +465,13 @@ def _organizations(values: Sequence[str], field: str, *, minimum: int = 0) -> li
     if len(set(checked)) != len(checked):
         raise invalid_field(field, "names an organisation twice")
     return checked
+
+
+def _check_data_key(data_key: bytes, what: str) -> None:
+    """A data key from the engine must be 256 bits: anything else is a damaged answer (Vault's
+    decrypt answering without a plaintext reads as b""), never a key to hand out or re-wrap."""
+    if len(data_key) != DATA_KEY_BYTES:
+        raise integrity_failed(what)
 
 
 def _digest(value: bytes) -> bytes:

@@ -6,6 +6,7 @@ validated at startup like the rest: a wrong value stops the process with the var
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,23 @@ def _mount(value: str) -> str:
     if not cleaned or any(not part for part in cleaned.split("/")):
         raise ValueError("expected a mount path such as transit")
     return cleaned
+
+
+#: A key-name prefix: empty, or up to 48 lowercase letters, digits, '-', '_' or '.', starting
+#: with a letter or digit. Every key name is the prefix followed by ``org-<id>``, ``sign-<id>``
+#: or ``blind-index``, so with this rule every name is a valid Vault Transit key name (Vault
+#: allows word characters, '-' and '.', starting and ending with a word character), and it is
+#: one path segment: no '/' can turn it into another Vault path.
+_KEY_PREFIX = re.compile(r"(?:[a-z0-9][a-z0-9_.-]{0,47})?")
+
+
+def _key_prefix(value: str) -> str:
+    if not _KEY_PREFIX.fullmatch(value):
+        raise ValueError(
+            "expected up to 48 lowercase letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit (e.g. medrelay-)"
+        )
+    return value
 
 
 def _vault_url(value: str) -> str:
@@ -57,6 +75,7 @@ class KeysSettings:
     key_prefix: str = setting(
         "MEDRELAY_KEYS_KEY_PREFIX",
         "Prefix of every key name medrelay creates, so one Vault can serve several deployments.",
+        _key_prefix,
         default="medrelay-",
     )
     vault_addr: str = setting(

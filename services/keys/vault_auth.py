@@ -246,10 +246,11 @@ class _KubernetesCredentials:
 
 
 def _credentials(settings: KeysSettings) -> _Credentials:
-    mount = settings.vault_auth_mount or settings.vault_auth
+    """The login method of `settings`, which KeysSettings already checked is complete (the
+    role, the secret_id file, the auth mount defaulting to the method's name)."""
+    mount = settings.vault_auth_mount
     if settings.vault_auth == "approle":
-        if settings.vault_secret_id_file is None:
-            raise BackendUnavailable("approle auth needs MEDRELAY_VAULT_SECRET_ID_FILE")
+        assert settings.vault_secret_id_file is not None  # KeysSettings.__post_init__
         return _AppRoleCredentials(settings.vault_role, settings.vault_secret_id_file, mount)
     if settings.vault_auth == "kubernetes":
         return _KubernetesCredentials(

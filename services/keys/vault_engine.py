@@ -39,7 +39,7 @@ from .engine import (
     ciphertext_version,
 )
 from .vault_auth import VaultSession
-from .vault_http import VaultResponse, call_vault, safe_reason
+from .vault_http import VaultResponse, call_vault, outage, safe_reason
 
 __all__ = ["VaultTransitEngine"]
 
@@ -237,10 +237,9 @@ class VaultTransitEngine:
                 raise BackendUnavailable(
                     f"vault refused the request: permission denied on {full_path}"
                 )
-        if response.status == 503:
-            raise BackendUnavailable(f"vault is sealed (503) on {full_path}", sealed=True)
-        if response.status >= 500 or response.status in (412, 429):
-            raise BackendUnavailable(f"vault failed {full_path} (HTTP {response.status})")
+        failure = outage(response, full_path)
+        if failure is not None:
+            raise failure
         return response
 
     def _send(self, method: str, full_path: str, body: Mapping[str, Any] | None) -> VaultResponse:

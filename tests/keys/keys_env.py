@@ -27,6 +27,7 @@ from tests import ledger_rows
 from tests.integration.identity_env import TRUST_DOMAIN
 
 from .backends import engine_opener, run_prefix
+from .interposed import InterposedEngine
 
 TIMEOUT = 10.0
 EngineOpener = Callable[[], AbstractAsyncContextManager[TransitEngine]]
@@ -41,6 +42,9 @@ class KeysEnv:
     open_engine: EngineOpener
     key_prefix: str
     engine: TransitEngine | None = None
+    #: What the servicer calls: the engine, with hooks a test may set (reset by restart()).
+    interposed: InterposedEngine | None = None
+    store: KeysStore | None = None
     running: RunningServer | None = None
     _engine_cm: AbstractAsyncContextManager[TransitEngine] | None = None
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
@@ -49,7 +53,9 @@ class KeysEnv:
         """Open the engine and serve on a free loopback port."""
         self._engine_cm = self.open_engine()
         self.engine = await self._engine_cm.__aenter__()
-        servicer = KeysServicer(self.engine, KeysStore(self.pool), key_prefix=self.key_prefix)
+        self.interposed = InterposedEngine(self.engine)
+        self.store = KeysStore(self.pool)
+        servicer = KeysServicer(self.interposed, self.store, key_prefix=self.key_prefix)
         self.running = await create_server(
             definition(servicer),
             "127.0.0.1:0",
@@ -89,6 +95,12 @@ class KeysEnv:
         return self.stub(PeerIdentity.service(TRUST_DOMAIN, name))
 
     @property
+    def hooks(self) -> InterposedEngine:
+        """The engine as the servicer sees it, for setting hooks."""
+        assert self.interposed is not None
+        return self.interposed
+
+    @property
     def exchange(self) -> pb_grpc.KeysServiceStub:
         """The only service data keys are released to."""
         return self.service("exchange")
@@ -107,8 +119,11 @@ class KeysEnv:
         return await ledger_rows.ledger(self.pool)
 
     async def table_counts(self) -> dict[str, int]:
-        """Rows per keys table."""
-        return await ledger_rows.table_counts(self.pool, ["wraps", "shredded_wraps"])
+        """Rows per keys table, the ledger included."""
+        return await ledger_rows.table_counts(
+            self.pool,
+            ["data_keys", "wraps", "shredded_wraps", "transit_keys", "transit_key_versions"],
+        )
 
 
 @asynccontextmanager

@@ -298,6 +298,35 @@ async def test_sign_and_verify(keys: KeysEnv) -> None:
     assert not await verify("org-b", digest)
 
 
+@pytest.mark.parametrize("caller", ["consent", "identity", "gateway", "system", "admin"])
+async def test_only_exchange_signs_and_anyone_verifies(keys: KeysEnv, caller: str) -> None:
+    digest = hashlib.sha256(b"document header").digest()
+    stub = {
+        "consent": keys.service("consent"),
+        "identity": keys.service("identity"),
+        "gateway": keys.service("gateway"),
+        "system": keys.system("org-a"),
+        "admin": keys.admin,
+    }[caller]
+    await fails(
+        stub.Sign(pb.SignRequest(organization_id="org-a", digest=digest), timeout=TIMEOUT),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    signed = await keys.exchange.Sign(
+        pb.SignRequest(organization_id="org-a", digest=digest), timeout=TIMEOUT
+    )
+    verified = await stub.Verify(
+        pb.VerifyRequest(
+            organization_id="org-a",
+            digest=digest,
+            signature=signed.signature,
+            key_version=signed.key_version,
+        ),
+        timeout=TIMEOUT,
+    )
+    assert verified.valid
+
+
 @pytest.mark.parametrize(
     ("request_", "field"),
     [
@@ -323,13 +352,12 @@ async def test_bad_requests_name_the_field_and_write_nothing(
     keys: KeysEnv, request_: pb.GenerateDataKeyRequest, field: str
 ) -> None:
     before = await keys.table_counts()
-    await fails(
-        keys.exchange.GenerateDataKey(request_, timeout=TIMEOUT), grpc.StatusCode.INVALID_ARGUMENT
-    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await keys.exchange.GenerateDataKey(request_, timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
     info = error_info(caught.value)
     assert info is not None and info.metadata["field"] == field
+    assert "audit_ledger" in before
     assert await keys.table_counts() == before
 
 

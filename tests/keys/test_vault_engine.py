@@ -501,8 +501,10 @@ async def test_logs_hold_no_secrets(
             await engine.decrypt(KEY, [(ciphertexts[0], b"wrong")])
         await _sleep_until(time.monotonic() + 2.5)  # one renewal
         tokens.add(engine._session.client.token)
+    # The message, any traceback, and the record's `extra` fields (r.__dict__).
     logged = "\n".join(
-        record.getMessage() + (caplog.text if record.exc_info else "") for record in caplog.records
+        f"{record.getMessage()} {record.__dict__}" + (caplog.text if record.exc_info else "")
+        for record in caplog.records
     )
     assert "vault" in logged  # something was logged
     forbidden = [secret_id, *tokens, *ciphertexts]
