@@ -26,41 +26,51 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from medrelay.common.v1 import types_pb2 as medrelay_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+medrelay/exchange/v1/exchange_service.proto\x12\x14medrelay.exchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1emedrelay/common/v1/types.proto\"\xf2\x02\n\x0e\x44ocumentHeader\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\x12\x36\n\x07patient\x18\x03 \x01(\x0b\x32%.medrelay.common.v1.PatientIdentifier\x12\x34\n\nrecipients\x18\x04 \x03(\x0b\x32 .medrelay.common.v1.RecipientRef\x12(\n\x04type\x18\x05 \x01(\x0b\x32\x1a.medrelay.common.v1.Coding\x12-\n\tspecialty\x18\x06 \x01(\x0b\x32\x1a.medrelay.common.v1.Coding\x12\r\n\x05title\x18\x07 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x08 \x01(\t\x12\x0c\n\x04note\x18\t \x01(\t\x12\x12\n\nsize_bytes\x18\n \x01(\x03\x12\x0f\n\x07purpose\x18\x0b \x01(\t\x12\x14\n\x0c\x64\x61ta_classes\x18\x0c \x03(\t\"f\n\x13SendDocumentRequest\x12\x36\n\x06header\x18\x01 \x01(\x0b\x32$.medrelay.exchange.v1.DocumentHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xc7\x01\n\x08\x44\x65livery\x12\x17\n\x0fpractitioner_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.medrelay.exchange.v1.DeliveryState\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x1c\x66orwarded_by_practitioner_id\x18\x05 \x01(\t\"\xa8\x02\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x34\n\x06header\x18\x02 \x01(\x0b\x32$.medrelay.exchange.v1.DocumentHeader\x12\x1e\n\x16sender_organization_id\x18\x03 \x01(\t\x12\x32\n\ndeliveries\x18\x04 \x03(\x0b\x32\x1e.medrelay.exchange.v1.Delivery\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x10\n\x08recalled\x18\x08 \x01(\x08\"\xd9\x02\n\x10ListInboxRequest\x12\x17\n\x0fpractitioner_id\x18\x01 \x01(\t\x12\x36\n\x07patient\x18\x02 \x01(\x0b\x32%.medrelay.common.v1.PatientIdentifier\x12(\n\x04type\x18\x03 \x01(\x0b\x32\x1a.medrelay.common.v1.Coding\x12-\n\tspecialty\x18\x04 \x01(\x0b\x32\x1a.medrelay.common.v1.Coding\x12.\n\nsent_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bsent_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bunread_only\x18\x07 \x01(\x08\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\"_\n\x11ListInboxResponse\x12\x31\n\tdocuments\x18\x01 \x03(\x0b\x32\x1e.medrelay.exchange.v1.Document\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x14\x46\x65tchDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"7\n\x0c\x46\x65tchTrailer\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\x12\x17\n\x0fsignature_valid\x18\x02 \x01(\x08\"\x9b\x01\n\x15\x46\x65tchDocumentResponse\x12\x32\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x1e.medrelay.exchange.v1.DocumentH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12\x35\n\x07trailer\x18\x03 \x01(\x0b\x32\".medrelay.exchange.v1.FetchTrailerH\x00\x42\x06\n\x04part\"J\n\x1a\x41\x63knowledgeDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\"\x8a\x01\n\x16\x46orwardDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\x12\x34\n\nrecipients\x18\x03 \x03(\x0b\x32 .medrelay.common.v1.RecipientRef\x12\x0c\n\x04note\x18\x04 \x01(\t\"U\n\x15RecallDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"B\n\x12GetDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t*\x9e\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x01\x12\x1a\n\x16\x44\x45LIVERY_STATE_FETCHED\x10\x02\x12\x17\n\x13\x44\x45LIVERY_STATE_READ\x10\x03\x12\x1a\n\x16\x44\x45LIVERY_STATE_REVOKED\x10\x04\x32\xba\x05\n\x0f\x45xchangeService\x12[\n\x0cSendDocument\x12).medrelay.exchange.v1.SendDocumentRequest\x1a\x1e.medrelay.exchange.v1.Document(\x01\x12\\\n\tListInbox\x12&.medrelay.exchange.v1.ListInboxRequest\x1a\'.medrelay.exchange.v1.ListInboxResponse\x12j\n\rFetchDocument\x12*.medrelay.exchange.v1.FetchDocumentRequest\x1a+.medrelay.exchange.v1.FetchDocumentResponse0\x01\x12g\n\x13\x41\x63knowledgeDocument\x12\x30.medrelay.exchange.v1.AcknowledgeDocumentRequest\x1a\x1e.medrelay.exchange.v1.Document\x12_\n\x0f\x46orwardDocument\x12,.medrelay.exchange.v1.ForwardDocumentRequest\x1a\x1e.medrelay.exchange.v1.Document\x12]\n\x0eRecallDocument\x12+.medrelay.exchange.v1.RecallDocumentRequest\x1a\x1e.medrelay.exchange.v1.Document\x12W\n\x0bGetDocument\x12(.medrelay.exchange.v1.GetDocumentRequest\x1a\x1e.medrelay.exchange.v1.Documentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+medrelay/exchange/v1/exchange_service.proto\x12\x14medrelay.exchange.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1emedrelay/common/v1/types.proto\"\xf2\x02\n\x0e\x44ocumentHeader\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\x12\x36\n\x07patient\x18\x03 \x01(\x0b\x32%.medrelay.common.v1.PatientIdentifier\x12\x34\n\nrecipients\x18\x04 \x03(\x0b\x32 .medrelay.common.v1.RecipientRef\x12(\n\x04type\x18\x05 \x01(\x0b\x32\x1a.medrelay.common.v1.Coding\x12-\n\tspecialty\x18\x06 \x01(\x0b\x32\x1a.medrelay.common.v1.Coding\x12\r\n\x05title\x18\x07 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x08 \x01(\t\x12\x0c\n\x04note\x18\t \x01(\t\x12\x12\n\nsize_bytes\x18\n \x01(\x03\x12\x0f\n\x07purpose\x18\x0b \x01(\t\x12\x14\n\x0c\x64\x61ta_classes\x18\x0c \x03(\t\"f\n\x13SendDocumentRequest\x12\x36\n\x06header\x18\x01 \x01(\x0b\x32$.medrelay.exchange.v1.DocumentHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xf1\x01\n\x08\x44\x65livery\x12\x17\n\x0fpractitioner_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.medrelay.exchange.v1.DeliveryState\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x1c\x66orwarded_by_practitioner_id\x18\x05 \x01(\t\x12\x14\n\x0c\x63\x61re_team_id\x18\x06 \x01(\t\x12\x12\n\nforward_id\x18\x07 \x01(\t\"\xbc\x01\n\x07\x46orward\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\x12\x17\n\x0forganization_id\x18\x03 \x01(\t\x12\x34\n\nrecipients\x18\x04 \x03(\x0b\x32 .medrelay.common.v1.RecipientRef\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04note\x18\x06 \x01(\t\"\x81\x03\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x34\n\x06header\x18\x02 \x01(\x0b\x32$.medrelay.exchange.v1.DocumentHeader\x12\x1e\n\x16sender_organization_id\x18\x03 \x01(\t\x12\x32\n\ndeliveries\x18\x04 \x03(\x0b\x32\x1e.medrelay.exchange.v1.Delivery\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x10\n\x08recalled\x18\x08 \x01(\x08\x12/\n\x08\x66orwards\x18\t \x03(\x0b\x32\x1d.medrelay.exchange.v1.Forward\x12\x15\n\rrecall_reason\x18\n \x01(\t\x12\x0f\n\x07\x65xpired\x18\x0b \x01(\x08\"\xd9\x02\n\x10ListInboxRequest\x12\x17\n\x0fpractitioner_id\x18\x01 \x01(\t\x12\x36\n\x07patient\x18\x02 \x01(\x0b\x32%.medrelay.common.v1.PatientIdentifier\x12(\n\x04type\x18\x03 \x01(\x0b\x32\x1a.medrelay.common.v1.Coding\x12-\n\tspecialty\x18\x04 \x01(\x0b\x32\x1a.medrelay.common.v1.Coding\x12.\n\nsent_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bsent_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bunread_only\x18\x07 \x01(\x08\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\"_\n\x11ListInboxResponse\x12\x31\n\tdocuments\x18\x01 \x03(\x0b\x32\x1e.medrelay.exchange.v1.Document\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x14\x46\x65tchDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x15\n\rjustification\x18\x04 \x01(\t\"7\n\x0c\x46\x65tchTrailer\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\x12\x17\n\x0fsignature_valid\x18\x02 \x01(\x08\"\x9b\x01\n\x15\x46\x65tchDocumentResponse\x12\x32\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x1e.medrelay.exchange.v1.DocumentH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12\x35\n\x07trailer\x18\x03 \x01(\x0b\x32\".medrelay.exchange.v1.FetchTrailerH\x00\x42\x06\n\x04part\"J\n\x1a\x41\x63knowledgeDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\"\x8a\x01\n\x16\x46orwardDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\x12\x34\n\nrecipients\x18\x03 \x03(\x0b\x32 .medrelay.common.v1.RecipientRef\x12\x0c\n\x04note\x18\x04 \x01(\t\"U\n\x15RecallDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"B\n\x12GetDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x17\n\x0fpractitioner_id\x18\x02 \x01(\t\"T\n\x12ListNoticesRequest\x12\x17\n\x0fpractitioner_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xbc\x01\n\x06Notice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .medrelay.exchange.v1.NoticeKind\x12\x30\n\x08\x64\x65livery\x18\x04 \x01(\x0b\x32\x1e.medrelay.exchange.v1.Delivery\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"]\n\x13ListNoticesResponse\x12-\n\x07notices\x18\x01 \x03(\x0b\x32\x1c.medrelay.exchange.v1.Notice\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x9e\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x01\x12\x1a\n\x16\x44\x45LIVERY_STATE_FETCHED\x10\x02\x12\x17\n\x13\x44\x45LIVERY_STATE_READ\x10\x03\x12\x1a\n\x16\x44\x45LIVERY_STATE_REVOKED\x10\x04*G\n\nNoticeKind\x12\x1b\n\x17NOTICE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18NOTICE_KIND_NON_DELIVERY\x10\x01\x32\x9e\x06\n\x0f\x45xchangeService\x12[\n\x0cSendDocument\x12).medrelay.exchange.v1.SendDocumentRequest\x1a\x1e.medrelay.exchange.v1.Document(\x01\x12\\\n\tListInbox\x12&.medrelay.exchange.v1.ListInboxRequest\x1a\'.medrelay.exchange.v1.ListInboxResponse\x12j\n\rFetchDocument\x12*.medrelay.exchange.v1.FetchDocumentRequest\x1a+.medrelay.exchange.v1.FetchDocumentResponse0\x01\x12g\n\x13\x41\x63knowledgeDocument\x12\x30.medrelay.exchange.v1.AcknowledgeDocumentRequest\x1a\x1e.medrelay.exchange.v1.Document\x12_\n\x0f\x46orwardDocument\x12,.medrelay.exchange.v1.ForwardDocumentRequest\x1a\x1e.medrelay.exchange.v1.Document\x12]\n\x0eRecallDocument\x12+.medrelay.exchange.v1.RecallDocumentRequest\x1a\x1e.medrelay.exchange.v1.Document\x12W\n\x0bGetDocument\x12(.medrelay.exchange.v1.GetDocumentRequest\x1a\x1e.medrelay.exchange.v1.Document\x12\x62\n\x0bListNotices\x12(.medrelay.exchange.v1.ListNoticesRequest\x1a).medrelay.exchange.v1.ListNoticesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'medrelay.exchange.v1.exchange_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELIVERYSTATE']._serialized_start=2255
-  _globals['_DELIVERYSTATE']._serialized_end=2413
+  _globals['_DELIVERYSTATE']._serialized_start=2949
+  _globals['_DELIVERYSTATE']._serialized_end=3107
+  _globals['_NOTICEKIND']._serialized_start=3109
+  _globals['_NOTICEKIND']._serialized_end=3180
   _globals['_DOCUMENTHEADER']._serialized_start=135
   _globals['_DOCUMENTHEADER']._serialized_end=505
   _globals['_SENDDOCUMENTREQUEST']._serialized_start=507
   _globals['_SENDDOCUMENTREQUEST']._serialized_end=609
   _globals['_DELIVERY']._serialized_start=612
-  _globals['_DELIVERY']._serialized_end=811
-  _globals['_DOCUMENT']._serialized_start=814
-  _globals['_DOCUMENT']._serialized_end=1110
-  _globals['_LISTINBOXREQUEST']._serialized_start=1113
-  _globals['_LISTINBOXREQUEST']._serialized_end=1458
-  _globals['_LISTINBOXRESPONSE']._serialized_start=1460
-  _globals['_LISTINBOXRESPONSE']._serialized_end=1555
-  _globals['_FETCHDOCUMENTREQUEST']._serialized_start=1557
-  _globals['_FETCHDOCUMENTREQUEST']._serialized_end=1665
-  _globals['_FETCHTRAILER']._serialized_start=1667
-  _globals['_FETCHTRAILER']._serialized_end=1722
-  _globals['_FETCHDOCUMENTRESPONSE']._serialized_start=1725
-  _globals['_FETCHDOCUMENTRESPONSE']._serialized_end=1880
-  _globals['_ACKNOWLEDGEDOCUMENTREQUEST']._serialized_start=1882
-  _globals['_ACKNOWLEDGEDOCUMENTREQUEST']._serialized_end=1956
-  _globals['_FORWARDDOCUMENTREQUEST']._serialized_start=1959
-  _globals['_FORWARDDOCUMENTREQUEST']._serialized_end=2097
-  _globals['_RECALLDOCUMENTREQUEST']._serialized_start=2099
-  _globals['_RECALLDOCUMENTREQUEST']._serialized_end=2184
-  _globals['_GETDOCUMENTREQUEST']._serialized_start=2186
-  _globals['_GETDOCUMENTREQUEST']._serialized_end=2252
-  _globals['_EXCHANGESERVICE']._serialized_start=2416
-  _globals['_EXCHANGESERVICE']._serialized_end=3114
+  _globals['_DELIVERY']._serialized_end=853
+  _globals['_FORWARD']._serialized_start=856
+  _globals['_FORWARD']._serialized_end=1044
+  _globals['_DOCUMENT']._serialized_start=1047
+  _globals['_DOCUMENT']._serialized_end=1432
+  _globals['_LISTINBOXREQUEST']._serialized_start=1435
+  _globals['_LISTINBOXREQUEST']._serialized_end=1780
+  _globals['_LISTINBOXRESPONSE']._serialized_start=1782
+  _globals['_LISTINBOXRESPONSE']._serialized_end=1877
+  _globals['_FETCHDOCUMENTREQUEST']._serialized_start=1879
+  _globals['_FETCHDOCUMENTREQUEST']._serialized_end=1987
+  _globals['_FETCHTRAILER']._serialized_start=1989
+  _globals['_FETCHTRAILER']._serialized_end=2044
+  _globals['_FETCHDOCUMENTRESPONSE']._serialized_start=2047
+  _globals['_FETCHDOCUMENTRESPONSE']._serialized_end=2202
+  _globals['_ACKNOWLEDGEDOCUMENTREQUEST']._serialized_start=2204
+  _globals['_ACKNOWLEDGEDOCUMENTREQUEST']._serialized_end=2278
+  _globals['_FORWARDDOCUMENTREQUEST']._serialized_start=2281
+  _globals['_FORWARDDOCUMENTREQUEST']._serialized_end=2419
+  _globals['_RECALLDOCUMENTREQUEST']._serialized_start=2421
+  _globals['_RECALLDOCUMENTREQUEST']._serialized_end=2506
+  _globals['_GETDOCUMENTREQUEST']._serialized_start=2508
+  _globals['_GETDOCUMENTREQUEST']._serialized_end=2574
+  _globals['_LISTNOTICESREQUEST']._serialized_start=2576
+  _globals['_LISTNOTICESREQUEST']._serialized_end=2660
+  _globals['_NOTICE']._serialized_start=2663
+  _globals['_NOTICE']._serialized_end=2851
+  _globals['_LISTNOTICESRESPONSE']._serialized_start=2853
+  _globals['_LISTNOTICESRESPONSE']._serialized_end=2946
+  _globals['_EXCHANGESERVICE']._serialized_start=3183
+  _globals['_EXCHANGESERVICE']._serialized_end=3981
 # @@protoc_insertion_point(module_scope)

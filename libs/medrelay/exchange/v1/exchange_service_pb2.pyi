@@ -18,11 +18,18 @@ class DeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DELIVERY_STATE_FETCHED: _ClassVar[DeliveryState]
     DELIVERY_STATE_READ: _ClassVar[DeliveryState]
     DELIVERY_STATE_REVOKED: _ClassVar[DeliveryState]
+
+class NoticeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NOTICE_KIND_UNSPECIFIED: _ClassVar[NoticeKind]
+    NOTICE_KIND_NON_DELIVERY: _ClassVar[NoticeKind]
 DELIVERY_STATE_UNSPECIFIED: DeliveryState
 DELIVERY_STATE_DELIVERED: DeliveryState
 DELIVERY_STATE_FETCHED: DeliveryState
 DELIVERY_STATE_READ: DeliveryState
 DELIVERY_STATE_REVOKED: DeliveryState
+NOTICE_KIND_UNSPECIFIED: NoticeKind
+NOTICE_KIND_NON_DELIVERY: NoticeKind
 
 class DocumentHeader(_message.Message):
     __slots__ = ("request_id", "practitioner_id", "patient", "recipients", "type", "specialty", "title", "content_type", "note", "size_bytes", "purpose", "data_classes")
@@ -61,21 +68,41 @@ class SendDocumentRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[DocumentHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class Delivery(_message.Message):
-    __slots__ = ("practitioner_id", "organization_id", "state", "update_time", "forwarded_by_practitioner_id")
+    __slots__ = ("practitioner_id", "organization_id", "state", "update_time", "forwarded_by_practitioner_id", "care_team_id", "forward_id")
     PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     FORWARDED_BY_PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    CARE_TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_ID_FIELD_NUMBER: _ClassVar[int]
     practitioner_id: str
     organization_id: str
     state: DeliveryState
     update_time: _timestamp_pb2.Timestamp
     forwarded_by_practitioner_id: str
-    def __init__(self, practitioner_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., state: _Optional[_Union[DeliveryState, str]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., forwarded_by_practitioner_id: _Optional[str] = ...) -> None: ...
+    care_team_id: str
+    forward_id: str
+    def __init__(self, practitioner_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., state: _Optional[_Union[DeliveryState, str]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., forwarded_by_practitioner_id: _Optional[str] = ..., care_team_id: _Optional[str] = ..., forward_id: _Optional[str] = ...) -> None: ...
+
+class Forward(_message.Message):
+    __slots__ = ("id", "practitioner_id", "organization_id", "recipients", "create_time", "note")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    practitioner_id: str
+    organization_id: str
+    recipients: _containers.RepeatedCompositeFieldContainer[_types_pb2.RecipientRef]
+    create_time: _timestamp_pb2.Timestamp
+    note: str
+    def __init__(self, id: _Optional[str] = ..., practitioner_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., recipients: _Optional[_Iterable[_Union[_types_pb2.RecipientRef, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., note: _Optional[str] = ...) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("id", "header", "sender_organization_id", "deliveries", "create_time", "expire_time", "size_bytes", "recalled")
+    __slots__ = ("id", "header", "sender_organization_id", "deliveries", "create_time", "expire_time", "size_bytes", "recalled", "forwards", "recall_reason", "expired")
     ID_FIELD_NUMBER: _ClassVar[int]
     HEADER_FIELD_NUMBER: _ClassVar[int]
     SENDER_ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +111,9 @@ class Document(_message.Message):
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     RECALLED_FIELD_NUMBER: _ClassVar[int]
+    FORWARDS_FIELD_NUMBER: _ClassVar[int]
+    RECALL_REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
     id: str
     header: DocumentHeader
     sender_organization_id: str
@@ -92,7 +122,10 @@ class Document(_message.Message):
     expire_time: _timestamp_pb2.Timestamp
     size_bytes: int
     recalled: bool
-    def __init__(self, id: _Optional[str] = ..., header: _Optional[_Union[DocumentHeader, _Mapping]] = ..., sender_organization_id: _Optional[str] = ..., deliveries: _Optional[_Iterable[_Union[Delivery, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size_bytes: _Optional[int] = ..., recalled: _Optional[bool] = ...) -> None: ...
+    forwards: _containers.RepeatedCompositeFieldContainer[Forward]
+    recall_reason: str
+    expired: bool
+    def __init__(self, id: _Optional[str] = ..., header: _Optional[_Union[DocumentHeader, _Mapping]] = ..., sender_organization_id: _Optional[str] = ..., deliveries: _Optional[_Iterable[_Union[Delivery, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size_bytes: _Optional[int] = ..., recalled: _Optional[bool] = ..., forwards: _Optional[_Iterable[_Union[Forward, _Mapping]]] = ..., recall_reason: _Optional[str] = ..., expired: _Optional[bool] = ...) -> None: ...
 
 class ListInboxRequest(_message.Message):
     __slots__ = ("practitioner_id", "patient", "type", "specialty", "sent_after", "sent_before", "unread_only", "page_size", "page_token")
@@ -191,3 +224,35 @@ class GetDocumentRequest(_message.Message):
     document_id: str
     practitioner_id: str
     def __init__(self, document_id: _Optional[str] = ..., practitioner_id: _Optional[str] = ...) -> None: ...
+
+class ListNoticesRequest(_message.Message):
+    __slots__ = ("practitioner_id", "page_size", "page_token")
+    PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    practitioner_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, practitioner_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class Notice(_message.Message):
+    __slots__ = ("id", "document_id", "kind", "delivery", "create_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    document_id: str
+    kind: NoticeKind
+    delivery: Delivery
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., document_id: _Optional[str] = ..., kind: _Optional[_Union[NoticeKind, str]] = ..., delivery: _Optional[_Union[Delivery, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListNoticesResponse(_message.Message):
+    __slots__ = ("notices", "next_page_token")
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    notices: _containers.RepeatedCompositeFieldContainer[Notice]
+    next_page_token: str
+    def __init__(self, notices: _Optional[_Iterable[_Union[Notice, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -70,6 +70,11 @@ class ExchangeServiceStub:
                 request_serializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.GetDocumentRequest.SerializeToString,
                 response_deserializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.Document.FromString,
                 _registered_method=True)
+        self.ListNotices = channel.unary_unary(
+                '/medrelay.exchange.v1.ExchangeService/ListNotices',
+                request_serializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesRequest.SerializeToString,
+                response_deserializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -123,7 +128,15 @@ class ExchangeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetDocument(self, request, context):
-        """The sender's view: delivery per recipient and the provenance chain.
+        """The sender's view: delivery per recipient and the provenance chain. A recipient sees
+        their own deliveries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotices(self, request, context):
+        """Notices for a sender: recipients who have not fetched a document in time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -166,6 +179,11 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.GetDocument,
                     request_deserializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.GetDocumentRequest.FromString,
                     response_serializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.Document.SerializeToString,
+            ),
+            'ListNotices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotices,
+                    request_deserializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesRequest.FromString,
+                    response_serializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +376,33 @@ class ExchangeService:
             '/medrelay.exchange.v1.ExchangeService/GetDocument',
             medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.GetDocumentRequest.SerializeToString,
             medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.Document.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medrelay.exchange.v1.ExchangeService/ListNotices',
+            medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesRequest.SerializeToString,
+            medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesResponse.FromString,
             options,
             channel_credentials,
             insecure,
