@@ -109,15 +109,23 @@ class DefaultPolicy(enum.Enum):
 class Question:
     """What a Check asks, with the facts about the actor already gathered."""
 
+    #: Empty for an organisation-wide question: the organisation as a whole (every current
+    #: member), matched by Organization actors only (rules.py).
     practitioner_id: str
     organization_id: str
-    #: The patient's care teams the practitioner is a member of at `at` (from identity).
+    #: The patient's care teams the practitioner is a member of at `at` (from identity); none
+    #: count for an organisation-wide question.
     care_team_ids: frozenset[str]
     purpose: str
     data_classes: frozenset[str]
     at: datetime
     #: Non-empty with purpose ETREAT (break-the-glass).
     justification: str = ""
+
+    @property
+    def organization_wide(self) -> bool:
+        """Whether the organisation as a whole asks (no practitioner)."""
+        return not self.practitioner_id
 
 
 class Obligation(enum.Enum):

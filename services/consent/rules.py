@@ -14,7 +14,10 @@ The rules, in the order they are applied:
 3. A provision matches (for one class) when every condition it states holds:
    - period: contains `at` (start inclusive, end exclusive, to the second);
    - actors: include the practitioner (Practitioner id), the acting organisation (Organization
-     id) or one of the practitioner's care teams for this patient (CareTeam id);
+     id) or one of the practitioner's care teams for this patient (CareTeam id). An
+     organisation-wide question (no practitioner: the organisation as a whole, e.g. a document
+     sent to every current member) is matched by Organization actors only: a Practitioner or
+     CareTeam actor never matches it, so an empty practitioner id can never match a provision;
    - purposes: include the question's purpose. ETREAT also matches a provision listing TREAT
      (in HL7 v3 ETREAT specialises TREAT); TREAT does not match a provision listing only ETREAT;
    - data classes: include the class. A provision with data classes never matches ordinary data.
@@ -27,7 +30,8 @@ The rules, in the order they are applied:
    every denying consent); else any consent that permits gives PERMIT (CONSENT_PERMITS, decided by
    every permitting consent); else the deployment's default policy decides, naming no consent:
    OPT_IN denies, OPT_OUT permits, CARE_TEAM permits TREAT and ETREAT by a member of one of the
-   patient's care teams and denies the rest. Classes are then combined so that the reason and
+   patient's care teams and denies the rest (an organisation-wide question included: an
+   organisation is no care-team member). Classes are then combined so that the reason and
    `decided_by` always agree: for a DENY, if any class was denied by consents, the reason is
    PROVISION_DENIES and `decided_by` the sorted union of the consents that denied (a DENY never
    names a consent that only permitted); otherwise the default policy denied, and the reason is
@@ -41,7 +45,8 @@ The rules, in the order they are applied:
    Otherwise it becomes EMERGENCY_ACCESS_GRANTED, a PERMIT with the obligations to audit it as
    an emergency access and to notify the patient, flagged for review and decided by the consents
    that had denied (none when a default policy denied). ETREAT without justification is decided
-   by rules 1 to 5 alone.
+   by rules 1 to 5 alone, and so is an organisation-wide question: an emergency access is made
+   by a practitioner (the service refuses an organisation-wide ETREAT before asking).
 7. A PERMIT carries obligations only through break-the-glass.
 """
 
@@ -94,8 +99,13 @@ def decide(
 
 
 def is_break_the_glass(question: Question) -> bool:
-    """ETREAT with a justification: a bare ETREAT is an ordinary request, not an emergency."""
-    return question.purpose == ETREAT and bool(question.justification.strip())
+    """ETREAT with a justification, by a practitioner: a bare ETREAT is an ordinary request,
+    and an organisation as a whole never makes an emergency access."""
+    return (
+        question.purpose == ETREAT
+        and not question.organization_wide
+        and bool(question.justification.strip())
+    )
 
 
 def _classes(question: Question) -> list[DataClass]:
@@ -143,7 +153,7 @@ def _default(policy: DefaultPolicy, question: Question) -> Decision:
     if policy is DefaultPolicy.OPT_OUT:
         return Decision(permit=True, reason=DEFAULT_POLICY_OPT_OUT)
     if policy is DefaultPolicy.CARE_TEAM:
-        if question.purpose in (TREAT, ETREAT) and question.care_team_ids:
+        if question.purpose in (TREAT, ETREAT) and _care_teams(question):
             return Decision(permit=True, reason=DEFAULT_POLICY_CARE_TEAM_PERMITS)
         return Decision(permit=False, reason=DEFAULT_POLICY_CARE_TEAM_DENIES)
     return Decision(permit=False, reason=DEFAULT_POLICY_OPT_IN)
@@ -183,12 +193,20 @@ def _matches(provision: Provision, question: Question, data_class: DataClass) ->
 
 
 def _is_asker(actor: ActorRef, question: Question) -> bool:
-    """Whether the provision's actor is the practitioner, their organisation or care team."""
-    if actor.kind is ActorKind.PRACTITIONER:
-        return actor.id == question.practitioner_id
+    """Whether the provision's actor is the practitioner, their organisation or care team
+    (for an organisation-wide question: the organisation only)."""
     if actor.kind is ActorKind.ORGANIZATION:
         return actor.id == question.organization_id
-    return actor.id in question.care_team_ids
+    if question.organization_wide:
+        return False
+    if actor.kind is ActorKind.PRACTITIONER:
+        return actor.id == question.practitioner_id
+    return actor.id in _care_teams(question)
+
+
+def _care_teams(question: Question) -> frozenset[str]:
+    """The asker's care teams: none for an organisation as a whole, whatever was gathered."""
+    return frozenset() if question.organization_wide else question.care_team_ids
 
 
 def _purpose_matches(purposes: frozenset[str], purpose: str) -> bool:

@@ -9,6 +9,10 @@ Check's purpose and data classes are validated against the vocabularies a record
 membership comes from identity, which knows the present only: when the default policy or an
 active consent's provision depends on care teams, `at` must be within 60 seconds of now.
 
+An actor without a practitioner is the organisation as a whole (a document sent to every
+current member): only Organization actors can match it, no care team is asked of identity (so
+`at` is free), and it cannot break the glass (INVALID_ARGUMENT on `actor.practitioner_id`).
+
 A consent belongs to the organisation whose system recorded it (store.py): another
 organisation's system cannot add a version to it or revoke it (PERMISSION_DENIED).
 """
@@ -83,9 +87,15 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
         self, request: pb.CheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.CheckResponse:
         system, value = _patient(request.patient, "patient")
-        practitioner_id = check.resource_id(request.actor.practitioner_id, "actor.practitioner_id")
+        practitioner_id = _practitioner(request.actor.practitioner_id)
         organization_id = check.resource_id(request.actor.organization_id, "actor.organization_id")
         purpose = _purpose(request.purpose)
+        if purpose == EMERGENCY and not practitioner_id:
+            raise invalid_field(
+                "actor.practitioner_id",
+                f"is required with purpose {EMERGENCY}: an emergency access is made by a "
+                "practitioner",
+            )
         if len(request.data_classes) > MAX_DATA_CLASSES:
             raise invalid_field("data_classes", f"has more than {MAX_DATA_CLASSES} entries")
         classes = frozenset(
@@ -104,7 +114,8 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
         patient_index = await self._indexer.patient(system, value)
         consents = await self._store.latest_consents(patient_index)
         teams: frozenset[str] = frozenset()
-        if self._needs_care_teams(consents):
+        # An organisation as a whole is a member of no care team: identity is not asked.
+        if practitioner_id and self._needs_care_teams(consents):
             if abs(at - now) > PRESENT:
                 raise invalid_field(
                     "at",
@@ -301,6 +312,11 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
 def _patient(patient: types_pb2.PatientIdentifier, field: str) -> tuple[str, str]:
     """The one patient identifier check of every service, as RecordConsent applies it."""
     return check.patient_identifier(patient.system, patient.value, field)
+
+
+def _practitioner(value: str) -> str:
+    """A practitioner id, or "" for the organisation as a whole."""
+    return check.resource_id(value, "actor.practitioner_id") if value else ""
 
 
 def _purpose(value: str) -> str:

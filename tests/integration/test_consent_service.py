@@ -1,6 +1,7 @@
 """The consent service over mutual TLS: recording, versions, revocation on the next Check,
-break-the-glass and its review, the care-team default policy through identity, the audit,
-what is stored (an allowlist), who may change a consent, concurrency and page tokens."""
+break-the-glass and its review, the care-team default policy through identity, an organisation
+asking as a whole, the audit, what is stored (an allowlist), who may change a consent,
+concurrency and page tokens."""
 
 from __future__ import annotations
 
@@ -709,6 +710,89 @@ async def test_without_care_teams_any_instant_may_be_asked(consent: ConsentEnv) 
     assert (await check(consent, patient)).decision == pb.DECISION_DENY
 
 
+# -- an organisation as a whole ------------------------------------------------------------
+
+
+async def test_an_organisation_as_a_whole_is_permitted_by_an_organisation_consent_only(
+    consent: ConsentEnv,
+) -> None:
+    """No practitioner: the organisation asks as a whole (a document sent to every member)."""
+    patient = new_patient()
+    by_practitioner = await record(
+        consent, consent_json(patient, provision("permit", actors=["Practitioner/dr-x"]))
+    )
+    assert (await check(consent, patient)).decided_by == [f"{by_practitioner.id}/1"]
+    unnamed = await check(consent, patient, practitioner="")
+    assert (unnamed.decision, unnamed.reason) == (pb.DECISION_DENY, "DEFAULT_POLICY_OPT_IN")
+
+    by_organisation = await record(
+        consent, consent_json(patient, provision("permit", actors=["Organization/org-a"]))
+    )
+    whole = await check(consent, patient, practitioner="")
+    assert (whole.decision, whole.reason) == (pb.DECISION_PERMIT, "CONSENT_PERMITS")
+    assert list(whole.decided_by) == [f"{by_organisation.id}/1"]
+    other = await check(consent, patient, practitioner="", org="org-b")
+    assert other.decision == pb.DECISION_DENY
+    denies = [r for r in await consent.ledger() if r["action"] == "consent.check.deny"]
+    assert [
+        (json.loads(r["details"])["practitioner"], json.loads(r["details"])["organization"])
+        for r in denies
+    ] == [("", "org-a"), ("", "org-b")]
+
+
+@care_team_policy
+async def test_an_organisation_as_a_whole_is_no_care_team_member_and_identity_is_not_asked(
+    consent: ConsentEnv, identity: IdentityEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patient = new_patient()
+    member = await register_practitioner(identity)
+    team = await create_care_team(identity, patient, member)
+    await record(consent, consent_json(patient, provision("permit", actors=[f"CareTeam/{team}"])))
+    asked: list[str] = []
+    real = IdentityCareTeams.member_teams
+
+    async def counted(
+        self: IdentityCareTeams, system: str, value: str, practitioner_id: str
+    ) -> frozenset[str]:
+        asked.append(practitioner_id)
+        return await real(self, system, value, practitioner_id)
+
+    monkeypatch.setattr(IdentityCareTeams, "member_teams", counted)
+
+    now = datetime.now(UTC)
+    for at in (None, now - timedelta(days=365)):  # not for the present only: nobody is asked
+        whole = await check(consent, patient, practitioner="", at=at)
+        assert (whole.decision, whole.reason) == (
+            pb.DECISION_DENY,
+            "DEFAULT_POLICY_CARE_TEAM_DENIES",
+        )
+        assert list(whole.decided_by) == []
+    assert asked == []
+    # The same Check by the team's member asks identity, and is permitted by the consent.
+    assert (await check(consent, patient, practitioner=member)).decision == pb.DECISION_PERMIT
+    assert asked == [member]
+
+
+@pytest.mark.parametrize("justification", ["unconscious patient in the ER", ""])
+async def test_an_organisation_as_a_whole_cannot_break_the_glass(
+    consent: ConsentEnv, justification: str
+) -> None:
+    patient = new_patient()
+    await record(consent, consent_json(patient, provision("deny")))
+    before = (await consent.table_counts(), len(await consent.ledger()))
+    error = await refused(
+        check(consent, patient, practitioner="", purpose="ETREAT", justification=justification)
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(error)
+    assert info is not None
+    assert info.reason == "ERROR_REASON_INVALID_FIELD"
+    assert info.metadata["field"] == "actor.practitioner_id"
+    assert "an emergency access is made by a practitioner" in info.metadata["problem"]
+    # No emergency access opened, nothing audited.
+    assert (await consent.table_counts(), len(await consent.ledger())) == before
+
+
 class _FailingIdentity:
     def __init__(self, code: grpc.StatusCode) -> None:
         self.code = code
@@ -760,6 +844,7 @@ async def test_only_an_identity_outage_is_reported_as_unavailable(
         ({"purpose": "hresch"}, "purpose"),
         ({"purpose": "RESEARCH"}, "purpose"),
         ({"practitioner": "Dr X"}, "actor.practitioner_id"),
+        ({"practitioner": "", "org": ""}, "actor.organization_id"),
         ({"classes": ("P S Y",)}, "data_classes[0]"),
         ({"classes": ("HIV", "psy")}, "data_classes[1]"),
         ({"classes": ("SECRET",)}, "data_classes[0]"),
@@ -771,6 +856,7 @@ async def test_only_an_identity_outage_is_reported_as_unavailable(
         "purpose-in-lowercase",
         "purpose-not-purpose-of-use",
         "bad-practitioner",
+        "organisation-required-without-practitioner",
         "bad-class",
         "class-in-lowercase",
         "class-unknown",

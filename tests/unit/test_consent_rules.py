@@ -64,6 +64,16 @@ def ask(
     )
 
 
+def ask_organization(
+    purpose: str = "TREAT",
+    classes: tuple[str, ...] = (),
+    teams: tuple[str, ...] = (),
+    justification: str = "",
+) -> Question:
+    """Organisation A as a whole asks (no practitioner), by default to treat, now."""
+    return replace(ask(purpose, classes, teams, justification=justification), practitioner_id="")
+
+
 class Conditions(TypedDict, total=False):
     """A provision's conditions; each one left out matches everything."""
 
@@ -732,6 +742,100 @@ BREAK_THE_GLASS = [
     ),
 ]
 
+ORGANIZATION_WIDE = [
+    Case(
+        "organization_wide_matched_by_organization_permit",
+        [consent(permit(actors=(ORG,)))],
+        ask_organization(),
+        OPT_IN,
+        permitted("c1/1"),
+    ),
+    Case(
+        "organization_wide_matched_by_provision_without_actors",
+        [consent(permit())],
+        ask_organization(),
+        OPT_IN,
+        permitted("c1/1"),
+    ),
+    Case(
+        "organization_wide_not_matched_by_practitioner_permit",
+        [consent(permit(actors=(DR,)))],
+        ask_organization(),
+        OPT_IN,
+        OPT_IN_DENIES,
+    ),
+    Case(
+        "organization_wide_not_matched_by_empty_practitioner_id",
+        [consent(permit(actors=(ActorRef(ActorKind.PRACTITIONER, ""),)))],
+        ask_organization(),
+        OPT_IN,
+        OPT_IN_DENIES,
+    ),
+    Case(
+        "organization_wide_not_matched_by_care_team_permit_even_with_teams_gathered",
+        [consent(permit(actors=(TEAM,)))],
+        ask_organization(teams=("team-a",)),
+        OPT_IN,
+        OPT_IN_DENIES,
+    ),
+    Case(
+        "organization_wide_not_matched_by_other_organization_permit",
+        [consent(permit(actors=(OTHER_ORG,)))],
+        ask_organization(),
+        OPT_IN,
+        OPT_IN_DENIES,
+    ),
+    Case(
+        "organization_wide_practitioner_deny_does_not_apply",
+        [consent(permit(deny(actors=(DR,)), actors=(ORG,)))],
+        ask_organization(),
+        OPT_IN,
+        permitted("c1/1"),
+    ),
+    Case(
+        "organization_wide_denied_by_care_team_default",
+        [],
+        ask_organization(),
+        CARE_TEAM,
+        CARE_TEAM_DENIES,
+    ),
+    Case(
+        "organization_wide_denied_by_care_team_default_even_with_teams_gathered",
+        [],
+        ask_organization(teams=("team-a",)),
+        CARE_TEAM,
+        CARE_TEAM_DENIES,
+    ),
+    Case(
+        "organization_wide_permitted_by_opt_out_default",
+        [consent(deny(actors=(DR,)))],
+        ask_organization(),
+        OPT_OUT,
+        OPT_OUT_PERMITS,
+    ),
+    Case(
+        "organization_wide_deny_of_the_organization_wins",
+        [consent(permit(), "c1"), consent(deny(actors=(ORG,)), "c2")],
+        ask_organization(),
+        OPT_OUT,
+        denied("c2/1"),
+    ),
+    Case(
+        "organization_wide_nested_organization_deny_wins_within_a_consent",
+        [consent(permit(deny(actors=(ORG,), classes=("PSY",))))],
+        ask_organization(classes=("PSY",)),
+        OPT_IN,
+        denied("c1/1"),
+    ),
+    Case(
+        "organization_wide_etreat_with_justification_is_not_break_glass",
+        [consent(deny())],
+        ask_organization("ETREAT", justification=WHY),
+        OPT_OUT,
+        denied("c1/1"),
+    ),
+]
+
 GROUPS = {
     "permit and deny": PERMIT_AND_DENY,
     "nested provisions": NESTED,
@@ -743,6 +847,7 @@ GROUPS = {
     "several consents": SEVERAL_CONSENTS,
     "default policies": DEFAULT_POLICIES,
     "break-the-glass": BREAK_THE_GLASS,
+    "organisation-wide": ORGANIZATION_WIDE,
 }
 CASES = [case for group in GROUPS.values() for case in group]
 
@@ -795,7 +900,7 @@ consent_lists = st.lists(
 )
 questions = st.builds(
     Question,
-    st.sampled_from(["dr-a", "dr-b"]),
+    st.sampled_from(["dr-a", "dr-b", ""]),
     st.sampled_from(["org-a", "org-b"]),
     st.frozensets(st.sampled_from(["team-a", "team-b"]), max_size=2),
     purpose_codes,
@@ -832,7 +937,10 @@ def matching_root_denies(draw: st.DrawFn, question: Question) -> Provision:
     """A childless root DENY whose conditions, each present or not, all hold for `question`."""
     conditions: Conditions = {}
     if draw(st.booleans()):
-        conditions["actors"] = (DR,) if question.practitioner_id == "dr-a" else (OTHER_DR,)
+        asker = {"dr-a": DR, "dr-b": OTHER_DR}.get(question.practitioner_id)
+        conditions["actors"] = (
+            asker or ActorRef(ActorKind.ORGANIZATION, question.organization_id),
+        )
     if draw(st.booleans()):
         conditions["purposes"] = (question.purpose, "HPAYMT")
     if question.data_classes and draw(st.booleans()):
@@ -880,7 +988,7 @@ def test_a_justification_only_ever_overrides_a_deny(
     plain = replace(question, purpose="ETREAT", justification="")
     normal = decide(consents, plain, policy)
     emergency = decide(consents, replace(plain, justification=WHY), policy)
-    if normal.permit:
+    if normal.permit or plain.organization_wide:
         assert emergency == normal
     else:
         assert emergency.reason in ("EMERGENCY_ACCESS_GRANTED", "EMERGENCY_ACCESS_REFUSED")
@@ -906,3 +1014,14 @@ def test_the_reason_and_the_deciding_consents_always_agree(
         assert decision.decided_by == plain.decided_by
         assert not plain.permit
         assert plain.reason == "PROVISION_DENIES" or plain.reason.startswith("DEFAULT_POLICY_")
+
+
+@given(consent_lists, questions, policies)
+def test_an_organization_as_a_whole_is_decided_as_an_unnamed_practitioner_in_no_care_team(
+    consents: list[Consent], question: Question, policy: DefaultPolicy
+) -> None:
+    """Only its Organization actors and actor-less provisions can match it, the care-team
+    default denies it, and it never breaks the glass, whatever care teams were gathered."""
+    whole = replace(question, practitioner_id="")
+    unnamed = replace(question, practitioner_id="dr-z", care_team_ids=frozenset(), justification="")
+    assert decide(consents, whole, policy) == decide(consents, unnamed, policy)
