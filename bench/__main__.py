@@ -5,7 +5,7 @@ an empty RPC on the same kind of server (bench/floor_server.py). The keys servic
 GenerateDataKey (1 and 5 recipients) and UnwrapDataKey against the same floor (bench/keys.py).
 The envelope encryptor's throughput against raw AES-256-GCM from `cryptography` on the same
 data. Servers run as their own processes; the load runs here. Each figure is the median of
-several bounded runs.
+several bounded runs. `--only NAME` runs one of them.
 """
 
 from __future__ import annotations
@@ -15,67 +15,35 @@ import asyncio
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.consent import bench_consent
 from bench.envelope import bench_envelope
 from bench.floor_server import METHOD
-from bench.harness import TIMEOUT, TRUST_DOMAIN, line, measure, service_beside_floor
+from bench.harness import (
+    TIMEOUT,
+    TRUST_DOMAIN,
+    line,
+    measure,
+    register_member,
+    service_beside_floor,
+)
 from bench.keys import bench_keys
 from bench.load import run_load
 from medrelay import tls
-from medrelay.common.v1 import types_pb2
 from medrelay.identity.v1 import identity_service_pb2 as pb
 from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from medrelay.pki import DevPki
 from medrelay.spiffe import PeerIdentity
 
+BENCHES = ("identity", "keys", "consent", "envelope")
+
 
 async def seed(target: str, pki: DevPki) -> str:
     """An organisation with a system, and a verified member practitioner."""
-    admin = pki.paths(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
-    async with tls.secure_channel(target, admin) as channel:
-        stub = pb_grpc.IdentityServiceStub(channel)
-        await stub.CreateOrganization(
-            pb.CreateOrganizationRequest(
-                organization_id="org-a", organization=pb.Organization(display_name="A", active=True)
-            ),
-            timeout=TIMEOUT,
-        )
-        await stub.CreateSystem(
-            pb.CreateSystemRequest(
-                organization_id="org-a",
-                system_id="ehr",
-                system=pb.System(display_name="EHR", active=True),
-            ),
-            timeout=TIMEOUT,
-        )
-        await stub.CreatePractitioner(
-            pb.CreatePractitionerRequest(
-                practitioner_id="dr-bench",
-                practitioner=pb.Practitioner(
-                    family_name="Bench",
-                    given_name="Dr",
-                    active=True,
-                    licence=pb.Licence(registry="urn:oid:1.2.250.1.71.4.2.1", number="1"),
-                ),
-            ),
-            timeout=TIMEOUT,
-        )
-        await stub.VerifyLicence(
-            pb.VerifyLicenceRequest(practitioner_id="dr-bench", status=pb.LICENCE_STATUS_VERIFIED),
-            timeout=TIMEOUT,
-        )
-        await stub.CreateMembership(
-            pb.CreateMembershipRequest(
-                membership=pb.Membership(
-                    practitioner_id="dr-bench",
-                    organization_id="org-a",
-                    role=types_pb2.Coding(system="http://snomed.info/sct", code="309343006"),
-                )
-            ),
-            timeout=TIMEOUT,
-        )
+    await register_member(target, pki, "org-a", ["ehr"], "dr-bench")
     return "dr-bench"
 
 
@@ -120,17 +88,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument(
+        "--only", action="append", choices=BENCHES, help="run only this bench (repeatable)"
+    )
     args = parser.parse_args()
+    chosen = args.only or BENCHES
     work = Path(tempfile.mkdtemp(prefix="medrelay-bench-"))
+    runs: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "identity": lambda: asyncio.run(
+            bench_identity(work / "identity", args.seconds, args.repeats)
+        ),
+        "keys": lambda: asyncio.run(bench_keys(work / "keys", args.seconds, args.repeats)),
+        "consent": lambda: asyncio.run(bench_consent(work / "consent", args.seconds, args.repeats)),
+        "envelope": lambda: bench_envelope(max(args.repeats, 5)),
+    }
     try:
-        for entry in asyncio.run(bench_identity(work, args.seconds, args.repeats)):
-            print(json.dumps(entry), flush=True)
-        for entry in asyncio.run(bench_keys(work / "keys", args.seconds, args.repeats)):
-            print(json.dumps(entry), flush=True)
-        for entry in asyncio.run(bench_consent(work / "consent", args.seconds, args.repeats)):
-            print(json.dumps(entry), flush=True)
-        for entry in bench_envelope(max(args.repeats, 5)):
-            print(json.dumps(entry), flush=True)
+        for name in BENCHES:
+            if name in chosen:
+                for entry in runs[name]():
+                    print(json.dumps(entry), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

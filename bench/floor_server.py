@@ -40,14 +40,19 @@ def definition() -> ServiceDefinition:
     )
 
 
-async def main(pki_dir: Path, trust_domain: str, address: str) -> None:
-    """Serve the floor until SIGTERM."""
+async def serve(floor: ServiceDefinition, pki_dir: Path, trust_domain: str, address: str) -> None:
+    """Serve a floor with identity's certificate, as a service would be served, until SIGTERM."""
     pki = DevPki.load(pki_dir, trust_domain)
     paths = pki.paths(PeerIdentity.service(trust_domain, "identity"))
     running = await create_server(
-        definition(), address, tls.server_credentials(paths), trust_domain=trust_domain
+        floor, address, tls.server_credentials(paths), trust_domain=trust_domain
     )
     await serve_until_signalled(running, 1.0)
+
+
+async def main(pki_dir: Path, trust_domain: str, address: str) -> None:
+    """Serve the floor until SIGTERM."""
+    await serve(definition(), pki_dir, trust_domain, address)
 
 
 if __name__ == "__main__":

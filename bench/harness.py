@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -17,7 +17,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.load import LoadResult, median_result, run_load
 from medrelay import tls
+from medrelay.common.v1 import types_pb2
 from medrelay.embedded_pg import EmbeddedPostgres
+from medrelay.identity.v1 import identity_service_pb2 as identity_pb
+from medrelay.identity.v1 import identity_service_pb2_grpc as identity_grpc
 from medrelay.pki import DevPki, init_dev_pki
 from medrelay.services.devstack import service_environment
 from medrelay.spiffe import PeerIdentity
@@ -47,6 +50,66 @@ async def wait_healthy(target: str, pki: DevPki) -> None:
             except grpc.aio.AioRpcError:
                 await asyncio.sleep(0.1)
         raise TimeoutError(target)
+
+
+async def register_member(
+    identity_target: str,
+    pki: DevPki,
+    organization_id: str,
+    systems: Sequence[str],
+    practitioner_id: str,
+) -> None:
+    """As identity's admin: an organisation with its systems, and a practitioner with a
+    verified licence who is a member of it now."""
+    admin = pki.paths(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
+    async with tls.secure_channel(identity_target, admin) as channel:
+        stub = identity_grpc.IdentityServiceStub(channel)
+        await stub.CreateOrganization(
+            identity_pb.CreateOrganizationRequest(
+                organization_id=organization_id,
+                organization=identity_pb.Organization(display_name=organization_id, active=True),
+            ),
+            timeout=TIMEOUT,
+        )
+        for system_id in systems:
+            await stub.CreateSystem(
+                identity_pb.CreateSystemRequest(
+                    organization_id=organization_id,
+                    system_id=system_id,
+                    system=identity_pb.System(display_name=system_id, active=True),
+                ),
+                timeout=TIMEOUT,
+            )
+        await stub.CreatePractitioner(
+            identity_pb.CreatePractitionerRequest(
+                practitioner_id=practitioner_id,
+                practitioner=identity_pb.Practitioner(
+                    family_name="Bench",
+                    given_name="Dr",
+                    active=True,
+                    licence=identity_pb.Licence(
+                        registry="urn:oid:1.2.250.1.71.4.2.1", number=practitioner_id
+                    ),
+                ),
+            ),
+            timeout=TIMEOUT,
+        )
+        await stub.VerifyLicence(
+            identity_pb.VerifyLicenceRequest(
+                practitioner_id=practitioner_id, status=identity_pb.LICENCE_STATUS_VERIFIED
+            ),
+            timeout=TIMEOUT,
+        )
+        await stub.CreateMembership(
+            identity_pb.CreateMembershipRequest(
+                membership=identity_pb.Membership(
+                    practitioner_id=practitioner_id,
+                    organization_id=organization_id,
+                    role=types_pb2.Coding(system="http://snomed.info/sct", code="309343006"),
+                )
+            ),
+            timeout=TIMEOUT,
+        )
 
 
 async def measure(
@@ -97,6 +160,8 @@ class Bench:
     floor_target: str
     #: The bench's own PostgreSQL, for seeding.
     dsn: str
+    #: Where the service and each companion listen, by service name.
+    peers: Mapping[str, str] = field(default_factory=dict)
 
 
 @asynccontextmanager
@@ -107,9 +172,11 @@ async def service_beside_floor(
     systems: Mapping[str, list[str]],
     companions: Sequence[str] = (),
     extra_env: Mapping[str, str] | None = None,
+    floor: str = "bench.floor_server",
 ) -> AsyncIterator[Bench]:
     """Its own PostgreSQL, PKI, the services it calls (`companions`), the service and the
-    floor; everything stopped afterwards."""
+    floor (the module `floor`, run with the service's environment, so it sees the same
+    PostgreSQL); everything stopped afterwards."""
     pki = init_dev_pki(
         work / "pki",
         TRUST_DOMAIN,
@@ -142,11 +209,11 @@ async def service_beside_floor(
     ]
     servers.append(
         subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-m", "bench.floor_server", *floor_args], env=env_of(service)
+            [sys.executable, "-m", floor, *floor_args], env=env_of(service)
         )
     )
     try:
-        bench = Bench(pki, peers[service], f"127.0.0.1:{ports['floor']}", dsn)
+        bench = Bench(pki, peers[service], f"127.0.0.1:{ports['floor']}", dsn, peers)
         for target in [*peers.values(), bench.floor_target]:
             await wait_healthy(target, pki)
         yield bench

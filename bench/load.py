@@ -26,6 +26,13 @@ class LoadResult:
         return self.calls / self.seconds
 
 
+def percentiles_ms(seconds: list[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds of sorted latencies in seconds (NaN when there are none)."""
+    if not seconds:
+        return float("nan"), float("nan")
+    return 1000 * statistics.median(seconds), 1000 * seconds[int(0.99 * (len(seconds) - 1))]
+
+
 async def run_load(
     call: Callable[[], Awaitable[object]], callers: int, seconds: float, max_calls: int = 500_000
 ) -> LoadResult:
@@ -49,13 +56,14 @@ async def run_load(
     await asyncio.gather(*(caller() for _ in range(callers)))
     elapsed = time.perf_counter() - began
     latencies.sort()
+    p50_ms, p99_ms = percentiles_ms(latencies)
     return LoadResult(
         callers=callers,
         calls=len(latencies),
         errors=errors,
         seconds=elapsed,
-        p50_ms=1000 * statistics.median(latencies) if latencies else float("nan"),
-        p99_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
+        p50_ms=p50_ms,
+        p99_ms=p99_ms,
     )
 
 
