@@ -37,13 +37,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_healthy(target: str, pki: DevPki) -> None:
-    """Wait until the server at `target` reports SERVING (30 s at most)."""
+async def wait_healthy(
+    target: str, pki: DevPki, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until the server at `target` reports SERVING (30 s at most, less if `process`,
+    the server's, exits first)."""
     admin = pki.paths(PeerIdentity.admin(TRUST_DOMAIN, "admin"))
     async with tls.secure_channel(target, admin) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"{target}: {process.args} exited with {process.returncode}")
             try:
                 if (await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == 1:
                     return
@@ -214,8 +219,9 @@ async def service_beside_floor(
     )
     try:
         bench = Bench(pki, peers[service], f"127.0.0.1:{ports['floor']}", dsn, peers)
-        for target in [*peers.values(), bench.floor_target]:
-            await wait_healthy(target, pki)
+        # `servers` is in the order of `peers`, then the floor.
+        for target, server in zip([*peers.values(), bench.floor_target], servers, strict=True):
+            await wait_healthy(target, pki, server)
         yield bench
     finally:
         for server in servers:
