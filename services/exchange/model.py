@@ -1,0 +1,216 @@
+"""The exchange's domain: documents, deliveries, forwards, and what a sender signs. No I/O.
+
+A document's readable parts (the patient identifier, title, note and the SHA-256 of the
+content) travel in the *sealed header*, encrypted under the document's data key like the
+content. The sender's organisation signs a digest of every fact the recipients rely on, so a
+recipient can tell the metadata and content are what that organisation sent.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+#: Why a sender recalls: codes, not free text, since free text could name the patient.
+RECALL_REASONS: Final = frozenset(
+    {"WRONG_PATIENT", "WRONG_RECIPIENT", "ENTERED_IN_ERROR", "SUPERSEDED", "OTHER"}
+)
+SEALED_HEADER_VERSION: Final = 1
+
+
+class DeliveryState(enum.StrEnum):
+    """Where a document stands for one recipient (the order is the order of progress)."""
+
+    DELIVERED = "delivered"
+    FETCHED = "fetched"
+    READ = "read"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who acts: a practitioner, through an organisation's system, as identity authorised."""
+
+    practitioner_id: str
+    organization_id: str
+    system_uri: str
+
+    @property
+    def audit_actor(self) -> str:
+        """The ledger's actor: the system that made the call."""
+        return self.system_uri
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One resolved recipient: a practitioner in an organisation, or a whole organisation
+    (practitioner_id ''), possibly as a member of a care team the sender addressed."""
+
+    practitioner_id: str
+    organization_id: str
+    care_team_id: str = ""
+    source_index: int = 0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A recipient's delivery as stored."""
+
+    practitioner_id: str
+    organization_id: str
+    care_team_id: str
+    state: DeliveryState
+    update_time: datetime
+    forwarded_by: str = ""
+    forward_id: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What identifies the delivery within its document."""
+        return (self.practitioner_id, self.organization_id, self.care_team_id)
+
+
+@dataclass(frozen=True)
+class StoredForward:
+    """A forward as stored; the note stays sealed until a fetch opens it."""
+
+    id: str
+    practitioner_id: str
+    organization_id: str
+    recipients: Sequence[Mapping[str, str]]
+    sealed_note: bytes | None
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class Coding:
+    """A code from a code system (document type, specialty)."""
+
+    system: str
+    code: str
+    display: str = ""
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document's row and its deliveries and forwards."""
+
+    id: str
+    sender_system: str
+    request_id: str
+    request_fingerprint: str
+    sender_practitioner_id: str
+    sender_organization_id: str
+    patient_index: str
+    type: Coding
+    specialty: Coding | None
+    content_type: str
+    purpose: str
+    data_classes: tuple[str, ...]
+    recipients: Sequence[Mapping[str, str]]
+    size_bytes: int
+    sealed_header: bytes
+    signature: bytes
+    signature_key_version: int
+    create_time: datetime
+    expire_time: datetime
+    recall_time: datetime | None
+    recall_reason: str
+    purge_time: datetime | None
+    deliveries: tuple[Delivery, ...] = ()
+    forwards: tuple[StoredForward, ...] = ()
+
+    @property
+    def organizations(self) -> frozenset[str]:
+        """The organisations holding a wrap of the document's key."""
+        return frozenset(d.organization_id for d in self.deliveries)
+
+
+@dataclass(frozen=True)
+class SealedHeader:
+    """What only the document's key opens."""
+
+    patient_system: str
+    patient_value: str
+    title: str
+    note: str
+    sha256: bytes
+
+    def encode(self) -> bytes:
+        """Canonical JSON bytes, for sealing."""
+        return _canonical(
+            {
+                "v": SEALED_HEADER_VERSION,
+                "patient": [self.patient_system, self.patient_value],
+                "title": self.title,
+                "note": self.note,
+                "sha256": self.sha256.hex(),
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> SealedHeader:
+        """The header sealed by `encode`; ValueError if it is not one."""
+        try:
+            fields = json.loads(data)
+            if fields["v"] != SEALED_HEADER_VERSION:
+                raise ValueError("unknown sealed header version")
+            system, value = fields["patient"]
+            return cls(
+                str(system),
+                str(value),
+                str(fields["title"]),
+                str(fields["note"]),
+                bytes.fromhex(fields["sha256"]),
+            )
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError("not a sealed header") from exc
+
+
+@dataclass(frozen=True)
+class SignedFacts:
+    """Every fact about a document that its sender's organisation vouches for."""
+
+    document_id: str
+    sender_practitioner_id: str
+    sender_organization_id: str
+    type: Coding
+    specialty: Coding | None
+    content_type: str
+    purpose: str
+    data_classes: tuple[str, ...]
+    recipients: Sequence[Mapping[str, str]]
+    size_bytes: int
+    create_time: datetime
+    sealed: SealedHeader = field(repr=False)
+
+    def digest(self) -> bytes:
+        """SHA-256 of the facts in canonical JSON: what keys signs, and verifies at fetch."""
+        specialty = [self.specialty.system, self.specialty.code] if self.specialty else None
+        return hashlib.sha256(
+            _canonical(
+                {
+                    "medrelay_document": 1,
+                    "id": self.document_id,
+                    "sender": [self.sender_organization_id, self.sender_practitioner_id],
+                    "type": [self.type.system, self.type.code],
+                    "specialty": specialty,
+                    "content_type": self.content_type,
+                    "purpose": self.purpose,
+                    "data_classes": sorted(self.data_classes),
+                    "recipients": list(self.recipients),
+                    "size_bytes": self.size_bytes,
+                    "create_time": self.create_time.isoformat(),
+                    "header": self.sealed.encode().decode(),
+                }
+            )
+        ).digest()
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
