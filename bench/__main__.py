@@ -4,8 +4,10 @@ Identity's Authorize over mutual TLS, with 1 and 32 concurrent callers, against 
 an empty RPC on the same kind of server (bench/floor_server.py). The keys service's
 GenerateDataKey (1 and 5 recipients) and UnwrapDataKey against the same floor (bench/keys.py).
 The envelope encryptor's throughput against raw AES-256-GCM from `cryptography` on the same
-data. Servers run as their own processes; the load runs here. Each figure is the median of
-several bounded runs. `--only NAME` runs one of them.
+data. A document sent and fetched end to end through the exchange service (64 KiB and 1 MiB,
+1 and 16 callers) against the same bytes streamed into a PostgreSQL row and back
+(bench/exchange.py, bench/stream_floor.py). Servers run as their own processes; the load runs
+here. Each figure is the median of several bounded runs. `--only NAME` runs one of them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from bench.consent import bench_consent
 from bench.envelope import bench_envelope
+from bench.exchange import bench_exchange
 from bench.floor_server import METHOD
 from bench.harness import (
     TIMEOUT,
@@ -38,7 +41,7 @@ from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from medrelay.pki import DevPki
 from medrelay.spiffe import PeerIdentity
 
-BENCHES = ("identity", "keys", "consent", "envelope")
+BENCHES = ("identity", "keys", "consent", "envelope", "exchange")
 
 
 async def seed(target: str, pki: DevPki) -> str:
@@ -89,6 +92,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")
     parser.add_argument(
+        "--exchange-seconds",
+        type=float,
+        default=2.0,
+        help="length of one exchange run (4 figures and their 4 floors, each the median of "
+        "--repeats runs: 2 s runs keep the exchange bench near 75 s)",
+    )
+    parser.add_argument(
         "--only", action="append", choices=BENCHES, help="run only this bench (repeatable)"
     )
     args = parser.parse_args()
@@ -101,6 +111,9 @@ def main() -> None:
         "keys": lambda: asyncio.run(bench_keys(work / "keys", args.seconds, args.repeats)),
         "consent": lambda: asyncio.run(bench_consent(work / "consent", args.seconds, args.repeats)),
         "envelope": lambda: bench_envelope(max(args.repeats, 5)),
+        "exchange": lambda: asyncio.run(
+            bench_exchange(work / "exchange", args.exchange_seconds, args.repeats)
+        ),
     }
     try:
         for name in BENCHES:
