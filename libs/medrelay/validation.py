@@ -21,6 +21,8 @@ from medrelay.spiffe import ID_PATTERN as ID_PATTERN  # the one id rule, re-expo
 # trailing newline, so a ^...$ pattern would accept "org\n" as an id.
 URI_PATTERN = re.compile(r"\A[A-Za-z][A-Za-z0-9+.-]*:[^\s]+\Z")
 UUID_PATTERN = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+#: A blind index as the keys service returns it: HMAC-SHA-256 as lowercase hex.
+BLIND_INDEX_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_PAGE_TOKEN_CHARS = 512
@@ -99,6 +101,19 @@ def patient_identifier(system: str, value: str, field: str) -> tuple[str, str]:
     if any(unicodedata.category(ch) == "Cf" for ch in checked_system + checked_value):
         raise invalid_field(f"{field}.value", "contains invisible format characters")
     return checked_system, checked_value
+
+
+def blind_index(value: str, field: str) -> str:
+    """A blind index exactly as the keys service's BlindIndex returns it (64 lowercase hex
+    characters), so an index given by a caller meets the stored ones byte for byte: upper
+    case or padding would match nothing and silently read as "no consent", "no care team"."""
+    if not value:
+        raise invalid_field(field, "is required")
+    if not BLIND_INDEX_PATTERN.fullmatch(value):
+        raise invalid_field(
+            field, "must be a blind index as the keys service returns it: 64 lowercase hex digits"
+        )
+    return value
 
 
 def page_size(value: int, field: str = "page_size") -> int:

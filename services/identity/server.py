@@ -686,7 +686,13 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.ListCareTeamsResponse:
         clauses: list[str] = []
         args: list[Any] = []
-        if request.HasField("patient"):
+        if request.HasField("patient") and request.patient_index:
+            raise invalid_field("patient", "give either patient or patient_index, not both")
+        if request.patient_index:
+            # A caller that holds only the index (consent) gives it: keys is not asked.
+            args.append(check.blind_index(request.patient_index, "patient_index"))
+            clauses.append(f"patient_index = ${len(args)}")
+        elif request.HasField("patient"):
             args.append(await self._indexer.patient(*_patient(request.patient, "patient")))
             clauses.append(f"patient_index = ${len(args)}")
         if request.member_practitioner_id:

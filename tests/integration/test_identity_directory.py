@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -115,6 +117,90 @@ async def test_care_teams_store_only_a_blind_index(identity: IdentityEnv) -> Non
     rows = await identity.pool.fetch("SELECT * FROM care_teams")
     dump = repr([dict(r) for r in rows]) + repr([dict(r) for r in await identity.ledger()])
     assert PATIENT.value not in dump and "84 05 75" not in dump
+
+
+async def create_team(
+    identity: IdentityEnv, patient: types_pb2.PatientIdentifier, *members: str
+) -> str:
+    team = unique("ct")
+    await identity.admin.CreateCareTeam(
+        pb.CreateCareTeamRequest(
+            care_team_id=team,
+            patient=patient,
+            care_team=pb.CareTeam(
+                managing_organization_id="org-a",
+                display_name="Geriatrics",
+                active=True,
+                members=[pb.CareTeamMember(practitioner_id=m) for m in members],
+            ),
+        ),
+        timeout=TIMEOUT,
+    )
+    return team
+
+
+async def test_care_teams_listed_by_blind_index_are_those_listed_by_identifier(
+    identity: IdentityEnv,
+) -> None:
+    """Consent holds only the index: listing by it gives what listing by identifier does."""
+    patient = types_pb2.PatientIdentifier(system=PATIENT.system, value=unique("nir"))
+    other = types_pb2.PatientIdentifier(system=PATIENT.system, value=unique("nir"))
+    member = await register_practitioner(identity)
+    with_member = await create_team(identity, patient, member)
+    without_member = await create_team(identity, patient)
+    await create_team(identity, other, member)
+    index = await identity.indexer.patient(patient.system, patient.value)
+    consent = identity.service("consent")
+
+    async def listed(**filters: Any) -> list[pb.CareTeam]:
+        teams: list[pb.CareTeam] = []
+        page_token = ""
+        while True:
+            page = await consent.ListCareTeams(
+                pb.ListCareTeamsRequest(page_size=1, page_token=page_token, **filters),
+                timeout=TIMEOUT,
+            )
+            teams += page.care_teams
+            page_token = page.next_page_token
+            if not page_token:
+                return teams
+
+    by_identifier = await listed(patient=patient)
+    by_index = await listed(patient_index=index)
+    assert [t.id for t in by_index] == sorted([with_member, without_member])
+    assert by_index == by_identifier
+    assert {t.patient_index for t in by_index} == {index}
+    member_by_index = await listed(patient_index=index, member_practitioner_id=member)
+    assert member_by_index == await listed(patient=patient, member_practitioner_id=member)
+    assert [t.id for t in member_by_index] == [with_member]
+
+
+@pytest.mark.parametrize(
+    ("index", "field"),
+    [
+        ("both", "patient"),
+        ("AB" * 32, "patient_index"),
+        ("ab" * 31, "patient_index"),
+        ("ab" * 32 + "\n", "patient_index"),
+        ("zz" * 32, "patient_index"),
+    ],
+    ids=["both-given", "upper-case", "too-short", "trailing-newline", "not-hex"],
+)
+async def test_listing_care_teams_refuses_both_patient_forms_and_a_malformed_index(
+    identity: IdentityEnv, index: str, field: str
+) -> None:
+    request = pb.ListCareTeamsRequest(patient_index=index)
+    if index == "both":
+        request = pb.ListCareTeamsRequest(
+            patient=PATIENT,
+            patient_index=await identity.indexer.patient(PATIENT.system, PATIENT.value),
+        )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await identity.service("consent").ListCareTeams(request, timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(caught.value)
+    assert info is not None and info.reason == "ERROR_REASON_INVALID_FIELD"
+    assert info.metadata["field"] == field
 
 
 async def test_creating_twice_is_already_exists_and_missing_references_not_found(

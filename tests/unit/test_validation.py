@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from pathlib import Path
 
@@ -32,6 +34,21 @@ def test_uri_and_uuid_must_match_in_full() -> None:
     with pytest.raises(MedrelayError):
         validation.uuid_id("00000000-0000-4000-8000-000000000000\n", "membership_id")
     assert validation.uri("urn:oid:1.2.3", "system") == "urn:oid:1.2.3"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "AB" * 32, "ab" * 31, "ab" * 32 + "a", "ab" * 32 + "\n", " " + "ab" * 31 + "a", "g" * 64],
+)
+def test_a_blind_index_is_exactly_what_keys_returns(value: str) -> None:
+    with pytest.raises(MedrelayError) as caught:
+        validation.blind_index(value, "patient_index")
+    assert caught.value.metadata["field"] == "patient_index"
+
+
+def test_an_hmac_sha256_in_hex_is_a_blind_index() -> None:
+    index = hmac.new(b"k", b"urn:oid:1.2\x00123", hashlib.sha256).digest().hex()
+    assert validation.blind_index(index, "patient_index") == index
 
 
 def test_ids_and_certificate_names_follow_one_rule() -> None:

@@ -396,16 +396,18 @@ class GetCareTeamRequest(_message.Message):
     def __init__(self, care_team_id: _Optional[str] = ...) -> None: ...
 
 class ListCareTeamsRequest(_message.Message):
-    __slots__ = ("patient", "member_practitioner_id", "page_size", "page_token")
+    __slots__ = ("patient", "member_practitioner_id", "page_size", "page_token", "patient_index")
     PATIENT_FIELD_NUMBER: _ClassVar[int]
     MEMBER_PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_INDEX_FIELD_NUMBER: _ClassVar[int]
     patient: _types_pb2.PatientIdentifier
     member_practitioner_id: str
     page_size: int
     page_token: str
-    def __init__(self, patient: _Optional[_Union[_types_pb2.PatientIdentifier, _Mapping]] = ..., member_practitioner_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    patient_index: str
+    def __init__(self, patient: _Optional[_Union[_types_pb2.PatientIdentifier, _Mapping]] = ..., member_practitioner_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., patient_index: _Optional[str] = ...) -> None: ...
 
 class ListCareTeamsResponse(_message.Message):
     __slots__ = ("care_teams", "next_page_token")

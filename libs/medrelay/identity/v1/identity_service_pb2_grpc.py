@@ -318,7 +318,7 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListCareTeams(self, request, context):
-        """Lists care teams, filtered by patient and/or member.
+        """Lists care teams, filtered by patient (identifier or blind index) and/or member.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
