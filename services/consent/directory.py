@@ -1,5 +1,9 @@
 """The facts a Check needs from elsewhere: a patient's blind index and care teams (identity).
 
+Identity is asked by the patient's blind index (the same keys-service index consent stores),
+never by the identifier: consent has the index at every Check, a Check given only the index
+works the same, and identity is spared a keys round-trip.
+
 Care teams are asked for only when the decision can depend on them (the care-team default
 policy, or an active consent's provision naming a care team), so most Checks make no identity
 call. Identity answers with the present membership only, so such a Check decides for the
@@ -17,7 +21,6 @@ from typing import Protocol
 
 import grpc
 
-from medrelay.common.v1 import types_pb2
 from medrelay.common.v1.errors_pb2 import ErrorReason
 from medrelay.errors import MedrelayError, unavailable
 from medrelay.identity.v1 import identity_service_pb2 as identity_pb
@@ -32,8 +35,9 @@ OUTAGES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEE
 class CareTeams(Protocol):
     """Which of a patient's care teams a practitioner belongs to now."""
 
-    async def member_teams(self, system: str, value: str, practitioner_id: str) -> frozenset[str]:
-        """Ids of the patient's active care teams with the practitioner a current member."""
+    async def member_teams(self, patient_index: str, practitioner_id: str) -> frozenset[str]:
+        """Ids of the active care teams of the patient (by blind index) with the practitioner a
+        current member."""
         ...
 
 
@@ -44,14 +48,14 @@ class IdentityCareTeams:
         self._stub = identity_grpc.IdentityServiceStub(channel)
         self._timeout = timeout
 
-    async def member_teams(self, system: str, value: str, practitioner_id: str) -> frozenset[str]:
+    async def member_teams(self, patient_index: str, practitioner_id: str) -> frozenset[str]:
         teams: set[str] = set()
         page_token = ""
         for _ in range(100):  # bounded: 100 pages of 1000 teams is far beyond any patient
             try:
                 answer = await self._stub.ListCareTeams(
                     identity_pb.ListCareTeamsRequest(
-                        patient=types_pb2.PatientIdentifier(system=system, value=value),
+                        patient_index=patient_index,
                         member_practitioner_id=practitioner_id,
                         page_size=1000,
                         page_token=page_token,
@@ -69,7 +73,7 @@ class IdentityCareTeams:
 
 def _lookup_failed(status: grpc.StatusCode) -> MedrelayError:
     """UNAVAILABLE for an outage of identity; INTERNAL for any other refusal (the status only
-    is logged: identity's details could echo the patient identifier sent)."""
+    is logged: identity's details could echo what was sent)."""
     if status in OUTAGES:
         log.warning("identity unavailable for a care team lookup", extra={"status": status.name})
         return unavailable("identity")

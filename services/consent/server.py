@@ -9,6 +9,11 @@ Check's purpose and data classes are validated against the vocabularies a record
 membership comes from identity, which knows the present only: when the default policy or an
 active consent's provision depends on care teams, `at` must be within 60 seconds of now.
 
+The patient is named by identifier (turned into its blind index by the keys service) or
+directly by that blind index, for an enforcer that holds only the index (the exchange service
+before it may unseal a document); either way the consents and care teams are looked up by the
+index, so both give the same decision.
+
 An actor without a practitioner is the organisation as a whole (a document sent to every
 current member): only Organization actors can match it, no care team is asked of identity (so
 `at` is free), and it cannot break the glass (INVALID_ARGUMENT on `actor.practitioner_id`).
@@ -86,7 +91,7 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
     async def Check(
         self, request: pb.CheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.CheckResponse:
-        system, value = _patient(request.patient, "patient")
+        patient = _patient_or_index(request)
         practitioner_id = _practitioner(request.actor.practitioner_id)
         organization_id = check.resource_id(request.actor.organization_id, "actor.organization_id")
         purpose = _purpose(request.purpose)
@@ -111,7 +116,10 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
         elif request.justification:
             raise invalid_field("justification", f"is only for purpose {EMERGENCY}")
 
-        patient_index = await self._indexer.patient(system, value)
+        # An enforcer that holds only the index gives it: keys is not asked.
+        patient_index = (
+            patient if isinstance(patient, str) else await self._indexer.patient(*patient)
+        )
         consents = await self._store.latest_consents(patient_index)
         teams: frozenset[str] = frozenset()
         # An organisation as a whole is a member of no care team: identity is not asked.
@@ -122,7 +130,7 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
                     "care-team decisions are made for the present only (within "
                     f"{PRESENT.seconds} seconds of now): identity knows current membership only",
                 )
-            teams = await self._care_teams.member_teams(system, value, practitioner_id)
+            teams = await self._care_teams.member_teams(patient_index, practitioner_id)
         question = Question(
             practitioner_id=practitioner_id,
             organization_id=organization_id,
@@ -312,6 +320,19 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
 def _patient(patient: types_pb2.PatientIdentifier, field: str) -> tuple[str, str]:
     """The one patient identifier check of every service, as RecordConsent applies it."""
     return check.patient_identifier(patient.system, patient.value, field)
+
+
+def _patient_or_index(request: pb.CheckRequest) -> tuple[str, str] | str:
+    """The patient's identifier (system, value), or the blind index an enforcer holds instead
+    of it: exactly one of the two."""
+    has_index = bool(request.patient_index)
+    if request.HasField("patient") and has_index:
+        raise invalid_field("patient", "give either patient or patient_index, not both")
+    if has_index:
+        return check.blind_index(request.patient_index, "patient_index")
+    if not request.HasField("patient"):
+        raise invalid_field("patient", "is required (or patient_index, its blind index)")
+    return _patient(request.patient, "patient")
 
 
 def _practitioner(value: str) -> str:

@@ -1,7 +1,7 @@
 """The consent service over mutual TLS: recording, versions, revocation on the next Check,
-break-the-glass and its review, the care-team default policy through identity, an organisation
-asking as a whole, the audit, what is stored (an allowlist), who may change a consent,
-concurrency and page tokens."""
+break-the-glass and its review, the care-team default policy through identity, Checks naming
+the patient by blind index, an organisation asking as a whole, the audit, what is stored (an
+allowlist), who may change a consent, concurrency and page tokens."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
+from medrelay.blind_index import KeysBlindIndex
 from medrelay.common.v1 import types_pb2
 from medrelay.common.v1.errors_pb2 import ErrorReason
 from medrelay.consent.v1 import consent_service_pb2 as pb
@@ -76,8 +77,9 @@ async def revoke(
 
 async def check(
     env: ConsentEnv,
-    patient: types_pb2.PatientIdentifier,
+    patient: types_pb2.PatientIdentifier | None,
     *,
+    patient_index: str = "",
     practitioner: str = "dr-x",
     org: str = "org-a",
     purpose: str = "TREAT",
@@ -88,6 +90,7 @@ async def check(
 ) -> pb.CheckResponse:
     request = pb.CheckRequest(
         patient=patient,
+        patient_index=patient_index,
         actor=pb.Actor(practitioner_id=practitioner, organization_id=org),
         purpose=purpose,
         data_classes=list(classes),
@@ -710,6 +713,164 @@ async def test_without_care_teams_any_instant_may_be_asked(consent: ConsentEnv) 
     assert (await check(consent, patient)).decision == pb.DECISION_DENY
 
 
+# -- the patient by blind index -------------------------------------------------------------
+
+
+@pytest.fixture
+def keys_asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every patient identifier value turned into a blind index from now on (by any service
+    of the test: consent's indexer and identity's are both KeysBlindIndex)."""
+    asked: list[str] = []
+    real = KeysBlindIndex.patient
+
+    async def counted(self: KeysBlindIndex, system: str, value: str) -> str:
+        asked.append(value)
+        return await real(self, system, value)
+
+    monkeypatch.setattr(KeysBlindIndex, "patient", counted)
+    return asked
+
+
+def outcome(answer: pb.CheckResponse) -> tuple[Any, ...]:
+    return (answer.decision, answer.reason, list(answer.decided_by), answer.emergency_access_id)
+
+
+async def index_of(identity: IdentityEnv, patient: types_pb2.PatientIdentifier) -> str:
+    """The patient's blind index as an enforcer holds it: from the keys service."""
+    return await identity.indexer.patient(patient.system, patient.value)
+
+
+async def test_a_check_by_blind_index_decides_as_by_identifier_without_asking_keys(
+    consent: ConsentEnv, identity: IdentityEnv, keys_asked: list[str]
+) -> None:
+    permitting, denying, unknown = new_patient(), new_patient(), new_patient()
+    permit = await record(consent, consent_json(permitting, provision("permit")))
+    deny = await record(consent, consent_json(denying, provision("deny")))
+    indexes = {p.value: await index_of(identity, p) for p in (permitting, denying, unknown)}
+    assert (permit.patient_index, deny.patient_index) == (
+        indexes[permitting.value],
+        indexes[denying.value],
+    )
+    expected = {
+        permitting.value: (pb.DECISION_PERMIT, "CONSENT_PERMITS", [f"{permit.id}/1"], ""),
+        denying.value: (pb.DECISION_DENY, "PROVISION_DENIES", [f"{deny.id}/1"], ""),
+        unknown.value: (pb.DECISION_DENY, "DEFAULT_POLICY_OPT_IN", [], ""),
+    }
+    for patient in (permitting, denying, unknown):
+        by_identifier = outcome(await check(consent, patient))
+        del keys_asked[:]
+        by_index = outcome(await check(consent, None, patient_index=indexes[patient.value]))
+        assert keys_asked == []
+        assert by_index == by_identifier == expected[patient.value]
+
+    # Each DENY is audited once per Check, against the same index whichever way it was named.
+    denies = [r for r in await consent.ledger() if r["action"] == "consent.check.deny"]
+    assert [(r["resource_id"], r["reason"]) for r in denies] == [
+        (indexes[denying.value], "PROVISION_DENIES"),
+        (indexes[denying.value], "PROVISION_DENIES"),
+        (indexes[unknown.value], "DEFAULT_POLICY_OPT_IN"),
+        (indexes[unknown.value], "DEFAULT_POLICY_OPT_IN"),
+    ]
+
+
+async def test_an_emergency_access_by_blind_index_is_opened_for_that_index(
+    consent: ConsentEnv,
+) -> None:
+    patient = new_patient()
+    recorded = await record(consent, consent_json(patient, provision("deny")))
+    emergency = await check(
+        consent,
+        None,
+        patient_index=recorded.patient_index,
+        purpose="ETREAT",
+        justification="unconscious patient in the ER",
+    )
+    assert (emergency.decision, emergency.reason) == (
+        pb.DECISION_PERMIT,
+        "EMERGENCY_ACCESS_GRANTED",
+    )
+    listed = await consent.admin.ListEmergencyAccesses(
+        pb.ListEmergencyAccessesRequest(open_only=True), timeout=TIMEOUT
+    )
+    [access] = [a for a in listed.accesses if a.id == emergency.emergency_access_id]
+    assert access.patient_index == recorded.patient_index
+
+
+@care_team_policy
+async def test_the_care_team_default_policy_by_blind_index_asks_identity_by_index(
+    consent: ConsentEnv, identity: IdentityEnv, keys_asked: list[str]
+) -> None:
+    patient = new_patient()
+    member = await register_practitioner(identity)
+    outsider = await register_practitioner(identity)
+    await create_care_team(identity, patient, member)
+    await create_care_team(identity, new_patient(), outsider)  # another patient's team
+    index = await index_of(identity, patient)
+    for practitioner, expected in [
+        (member, (pb.DECISION_PERMIT, "DEFAULT_POLICY_CARE_TEAM_PERMITS", [], "")),
+        (outsider, (pb.DECISION_DENY, "DEFAULT_POLICY_CARE_TEAM_DENIES", [], "")),
+    ]:
+        by_identifier = outcome(await check(consent, patient, practitioner=practitioner))
+        del keys_asked[:]
+        by_index = outcome(
+            await check(consent, None, patient_index=index, practitioner=practitioner)
+        )
+        # Neither consent nor identity turned an identifier into an index.
+        assert keys_asked == []
+        assert by_index == by_identifier == expected
+
+
+BAD_INDEXES = {
+    "upper-case": "AB" * 32,
+    "too-short": "ab" * 31 + "a",
+    "too-long": "ab" * 32 + "a",
+    "not-hex": "g" + "a" * 63,
+    "trailing-newline": "ab" * 32 + "\n",
+    "padded": " " + "ab" * 32,
+    "prefixed": "0x" + "ab" * 31,
+    "base64": base64.b64encode(bytes(32)).decode(),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_INDEXES.values(), ids=BAD_INDEXES.keys())
+async def test_a_malformed_blind_index_is_refused_naming_it_and_writes_nothing(
+    consent: ConsentEnv, bad: str
+) -> None:
+    before = (await consent.table_counts(), len(await consent.ledger()))
+    # ETREAT: a well-formed request would open an emergency access and audit it.
+    error = await refused(
+        check(consent, None, patient_index=bad, purpose="ETREAT", justification="emergency")
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(error)
+    assert info is not None and info.reason == "ERROR_REASON_INVALID_FIELD"
+    assert info.metadata["field"] == "patient_index"
+    assert bad not in error.details()
+    assert (await consent.table_counts(), len(await consent.ledger())) == before
+
+
+@pytest.mark.parametrize("given", ["neither", "both"])
+async def test_exactly_one_of_patient_and_blind_index_is_required(
+    consent: ConsentEnv, identity: IdentityEnv, given: str
+) -> None:
+    patient = new_patient()
+    request: dict[str, Any] = {"patient": None}
+    if given == "both":
+        request = {"patient": patient, "patient_index": await index_of(identity, patient)}
+    before = (await consent.table_counts(), len(await consent.ledger()))
+    error = await refused(
+        check(consent, **request, purpose="ETREAT", justification="unconscious patient")
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(error)
+    assert info is not None and info.reason == "ERROR_REASON_INVALID_FIELD"
+    assert info.metadata["field"] == "patient"
+    assert (await consent.table_counts(), len(await consent.ledger())) == before
+    # The same request with exactly one of them is answered, and opens the access.
+    answered = await check(consent, patient, purpose="ETREAT", justification="unconscious patient")
+    assert answered.emergency_access_id
+
+
 # -- an organisation as a whole ------------------------------------------------------------
 
 
@@ -752,10 +913,10 @@ async def test_an_organisation_as_a_whole_is_no_care_team_member_and_identity_is
     real = IdentityCareTeams.member_teams
 
     async def counted(
-        self: IdentityCareTeams, system: str, value: str, practitioner_id: str
+        self: IdentityCareTeams, patient_index: str, practitioner_id: str
     ) -> frozenset[str]:
         asked.append(practitioner_id)
-        return await real(self, system, value, practitioner_id)
+        return await real(self, patient_index, practitioner_id)
 
     monkeypatch.setattr(IdentityCareTeams, "member_teams", counted)
 
@@ -821,7 +982,7 @@ async def test_only_an_identity_outage_is_reported_as_unavailable(
     teams._stub = _FailingIdentity(identity_says)
     teams._timeout = 1.0
     with pytest.raises(MedrelayError) as caught:
-        await teams.member_teams("urn:oid:1.2", "123", "dr-a")
+        await teams.member_teams("12" * 32, "dr-a")
     assert caught.value.code == we_say
     expected = (
         ErrorReason.ERROR_REASON_DEPENDENCY_UNAVAILABLE
@@ -829,7 +990,7 @@ async def test_only_an_identity_outage_is_reported_as_unavailable(
         else ErrorReason.ERROR_REASON_INTERNAL
     )
     assert caught.value.reason == expected
-    assert "123" not in caught.value.message
+    assert "123" not in caught.value.message and "1212" not in caught.value.message
 
 
 # -- requests refused -----------------------------------------------------------------------
