@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import grpc
@@ -64,6 +64,7 @@ from .store import ExchangeStore, NewDocument
 log = logging.getLogger("medrelay.exchange")
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 #: The blind-index kind of a send's request fingerprint (keys keeps kinds apart).
 FINGERPRINT_KIND = "send-request"
 
@@ -110,16 +111,26 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         limit = self._settings.max_document_bytes
         header = requests.send_header(first.header, limit)
         system = acting_system(context)
-        principal = await self._directory.authorize(system, header.practitioner_id)
-        fingerprint = await self._indexer.index(
-            FINGERPRINT_KIND,
-            hashlib.sha256(first.header.SerializeToString(deterministic=True)).hexdigest(),
+        # Independent questions, asked together; the authorisation's answer is looked at first,
+        # so an unauthorised caller learns nothing about the recipients.
+        authorized, fingerprinted, indexed, earlier_sent, resolution = await asyncio.gather(
+            self._directory.authorize(system, header.practitioner_id),
+            self._indexer.index(
+                FINGERPRINT_KIND,
+                hashlib.sha256(first.header.SerializeToString(deterministic=True)).hexdigest(),
+            ),
+            self._indexer.patient(header.patient.system, header.patient.value),
+            self._store.by_request(system.uri, header.request_id),
+            self._resolve(header.recipients, "header.recipients"),
+            return_exceptions=True,
         )
-        earlier = await self._store.by_request(system.uri, header.request_id)
+        principal = _result(authorized)
+        fingerprint = _result(fingerprinted)
+        earlier = _result(earlier_sent)
         if earlier is not None:
             return _retry_answer(earlier, fingerprint)
-        resolved = await self._resolve(header.recipients, "header.recipients")
-        patient_index = await self._indexer.patient(header.patient.system, header.patient.value)
+        resolved = _result(resolution)
+        patient_index = _result(indexed)
         await self._check_recipients(
             principal, header, resolved, patient_index, resource_id=header.request_id
         )
@@ -736,6 +747,13 @@ def resolved_sorted(recipients: Sequence[Recipient]) -> list[Recipient]:
 def check_patient(patient: types_pb2.PatientIdentifier, field: str) -> tuple[str, str]:
     """A patient filter, validated like every patient identifier."""
     return check.patient_identifier(patient.system, patient.value, field)
+
+
+def _result(outcome: T | BaseException) -> T:
+    """A gathered result, or its exception raised."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def _key(recipient: Recipient) -> tuple[str, str, str]:
