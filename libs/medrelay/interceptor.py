@@ -119,6 +119,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
 
     async def fail(self, method: str, context: grpc.aio.ServicerContext, exc: Exception) -> None:
         """Abort the call with the status that `exc` stands for."""
+        if isinstance(exc, _WRAPPING_ERRORS) and isinstance(exc.__context__, MedrelayError):
+            # A refusal raised inside a transaction whose connection then died on the way out
+            # ("connection is closed" from the rollback): the refusal is what happened.
+            exc = exc.__context__
         if isinstance(exc, MedrelayError):
             await self._abort(context, exc)
         elif is_dependency_outage(exc):
