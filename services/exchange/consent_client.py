@@ -16,9 +16,12 @@ import grpc
 from medrelay.common.v1 import types_pb2
 from medrelay.consent.v1 import consent_service_pb2 as consent_pb
 from medrelay.consent.v1 import consent_service_pb2_grpc as consent_grpc
+from medrelay.errors import error_info, invalid_field
 
 from .dependencies import dependency_failed, timeout
 
+#: Consent's request fields that come from exchange's caller (the rest exchange fills in).
+_OURS: Final = ("purpose", "data_classes", "justification")
 #: The obligation consent attaches to a break-the-glass permit.
 EMERGENCY_OBLIGATION: Final = "AUDIT_AS_EMERGENCY_ACCESS"
 
@@ -49,11 +52,15 @@ class ConsentDecisions:
         purpose: str,
         data_classes: Sequence[str],
         justification: str = "",
+        *,
+        field_prefix: str = "",
     ) -> Decision:
         """Consent's decision for one actor; practitioner '' asks for the whole organisation.
 
         The patient is named by identifier at a send, and by blind index afterwards (exchange
-        keeps only the index readable), which consent resolves the same way.
+        keeps only the index readable), which consent resolves the same way. A purpose or data
+        class consent does not know is INVALID_ARGUMENT naming the caller's field: consent's
+        field name with `field_prefix` (e.g. `header.`) before it.
         """
         try:
             answer = await self._stub.Check(
@@ -70,9 +77,14 @@ class ConsentDecisions:
                 timeout=timeout(),
             )
         except grpc.aio.AioRpcError as exc:
-            raise dependency_failed(
-                exc, "consent", passed_through=(grpc.StatusCode.INVALID_ARGUMENT,)
-            ) from None
+            info = error_info(exc)
+            metadata = dict(info.metadata) if info is not None else {}
+            field = metadata.get("field", "")
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT and field.startswith(_OURS):
+                raise invalid_field(
+                    field_prefix + field, metadata.get("problem", "is not accepted")
+                ) from None
+            raise dependency_failed(exc, "consent") from None
         return Decision(
             permitted=answer.decision == consent_pb.DECISION_PERMIT,
             reason=answer.reason,

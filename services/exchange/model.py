@@ -8,6 +8,7 @@ recipient can tell the metadata and content are what that organisation sent.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -21,6 +22,7 @@ RECALL_REASONS: Final = frozenset(
     {"WRONG_PATIENT", "WRONG_RECIPIENT", "ENTERED_IN_ERROR", "SUPERSEDED", "OTHER"}
 )
 SEALED_HEADER_VERSION: Final = 1
+_SEALED_FIELDS: Final = frozenset({"v", "patient", "title", "note", "sha256"})
 
 
 class DeliveryState(enum.StrEnum):
@@ -130,6 +132,23 @@ class StoredDocument:
         """The organisations holding a wrap of the document's key."""
         return frozenset(d.organization_id for d in self.deliveries)
 
+    def advanced(
+        self, deliveries: Sequence[Delivery], state: DeliveryState, when: datetime
+    ) -> StoredDocument:
+        """The document as the store has it after `ExchangeStore.advance` moved these
+        deliveries forward to `state` (never back): no second read needed to answer."""
+        moving = {d.key for d in deliveries}
+        order = list(DeliveryState)
+        return dataclasses.replace(
+            self,
+            deliveries=tuple(
+                dataclasses.replace(d, state=state, update_time=when)
+                if d.key in moving and order.index(d.state) < order.index(state)
+                else d
+                for d in self.deliveries
+            ),
+        )
+
 
 @dataclass(frozen=True)
 class SealedHeader:
@@ -158,18 +177,31 @@ class SealedHeader:
         """The header sealed by `encode`; ValueError if it is not one."""
         try:
             fields = json.loads(data)
-            if fields["v"] != SEALED_HEADER_VERSION:
-                raise ValueError("unknown sealed header version")
-            system, value = fields["patient"]
-            return cls(
-                str(system),
-                str(value),
-                str(fields["title"]),
-                str(fields["note"]),
-                bytes.fromhex(fields["sha256"]),
-            )
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError("not a sealed header") from exc
+        if not isinstance(fields, dict) or set(fields) != {
+            "v",
+            "patient",
+            "title",
+            "note",
+            "sha256",
+        }:
+            raise ValueError("not a sealed header")
+        if fields["v"] != SEALED_HEADER_VERSION:
+            raise ValueError("unknown sealed header version")
+        patient, title, note, sha256 = (fields[k] for k in ("patient", "title", "note", "sha256"))
+        if (
+            not isinstance(patient, list)
+            or len(patient) != 2
+            or not all(isinstance(part, str) for part in (*patient, title, note, sha256))
+            or len(sha256) != 64
+        ):
+            raise ValueError("not a sealed header")
+        try:
+            digest = bytes.fromhex(sha256)
+        except ValueError as exc:
+            raise ValueError("not a sealed header") from exc
+        return cls(patient[0], patient[1], title, note, digest)
 
 
 @dataclass(frozen=True)
@@ -191,14 +223,18 @@ class SignedFacts:
 
     def digest(self) -> bytes:
         """SHA-256 of the facts in canonical JSON: what keys signs, and verifies at fetch."""
-        specialty = [self.specialty.system, self.specialty.code] if self.specialty else None
+        specialty = (
+            [self.specialty.system, self.specialty.code, self.specialty.display]
+            if self.specialty
+            else None
+        )
         return hashlib.sha256(
             _canonical(
                 {
                     "medrelay_document": 1,
                     "id": self.document_id,
                     "sender": [self.sender_organization_id, self.sender_practitioner_id],
-                    "type": [self.type.system, self.type.code],
+                    "type": [self.type.system, self.type.code, self.type.display],
                     "specialty": specialty,
                     "content_type": self.content_type,
                     "purpose": self.purpose,

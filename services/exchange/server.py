@@ -59,7 +59,7 @@ from .model import (
     StoredForward,
 )
 from .settings import ExchangeSettings
-from .store import ExchangeStore, NewDocument
+from .store import ExchangeStore, NewDocument, sent
 
 log = logging.getLogger("medrelay.exchange")
 
@@ -141,7 +141,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 document_id, sorted({r.organization_id for r in resolved})
             )
             try:
-                await self._store_send(
+                stored = await self._store_send(
                     document_id,
                     data_key,
                     principal,
@@ -163,8 +163,6 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         except BaseException:
             await _shielded(self._abandon(document_id))
             raise
-        stored = await self._store.document(document_id)
-        assert stored is not None  # committed just now
         return views.sender_view(stored)
 
     async def _store_send(
@@ -177,7 +175,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         patient_index: str,
         resolved: Sequence[Recipient],
         messages: AsyncIterator[pb.SendDocumentRequest],
-    ) -> None:
+    ) -> StoredDocument:
         now = self._now()
         recipients = requests.recipient_refs(header.recipients)
         new = NewDocument(
@@ -244,12 +242,20 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             signature, key_version = await self._keys.sign(
                 principal.organization_id, facts.digest()
             )
-            await send.complete(
-                document_id,
+            stored = sent(
+                new,
                 size_bytes=size,
                 sealed_header=sealing.seal(
                     data_key, sealing.header_label(document_id), sealed_header.encode()
                 ),
+                signature=signature,
+                signature_key_version=key_version,
+                recipients=resolved,
+            )
+            await send.complete(
+                document_id,
+                size_bytes=size,
+                sealed_header=stored.sealed_header,
                 signature=signature,
                 signature_key_version=key_version,
                 recipients=resolved,
@@ -262,6 +268,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                     size_bytes=size,
                 ),
             )
+        return stored
 
     async def _abandon(self, document_id: str) -> None:
         """Shred the key of a send that failed, and forget it (the sweeper retries)."""
@@ -313,8 +320,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         practitioner_id = requests.practitioner(request.practitioner_id)
         purpose = requests.purpose(request.purpose, "purpose")
         justification = requests.justification(request.justification, purpose)
-        principal = await self._authorize(context, practitioner_id)
-        document, entitlement = await self._readable(document_id, principal, "fetch")
+        principal, document, entitlement = await self._readable(
+            context, practitioner_id, document_id, "fetch"
+        )
         decision = await self._consent.check(
             None,
             document.patient_index,
@@ -331,10 +339,12 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         try:
             disclosure = self._disclose(document, data_key, entitlement)
             await self._verify_signature(principal, document, disclosure.header)
+            now = self._now()
             await self._store.advance(
                 document_id,
                 entitlement.deliveries,
                 DeliveryState.FETCHED,
+                now,
                 _event(
                     principal,
                     "exchange.document.fetch",
@@ -344,7 +354,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                     emergency_access=decision.emergency_access_id,
                 ),
             )
-            fresh = await self._store.document(document_id) or document
+            fresh = document.advanced(entitlement.deliveries, DeliveryState.FETCHED, now)
             yield pb.FetchDocumentResponse(
                 document=views.recipient_view(fresh, _mine(fresh, entitlement), disclosure)
             )
@@ -375,15 +385,18 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         bind_deadline(context)
         document_id = requests.document_id(request.document_id)
         practitioner_id = requests.practitioner(request.practitioner_id)
-        principal = await self._authorize(context, practitioner_id)
-        document, entitlement = await self._readable(document_id, principal, "acknowledge")
+        principal, document, entitlement = await self._readable(
+            context, practitioner_id, document_id, "acknowledge"
+        )
+        now = self._now()
         await self._store.advance(
             document_id,
             entitlement.deliveries,
             DeliveryState.READ,
+            now,
             _event(principal, "exchange.document.acknowledge", document_id),
         )
-        fresh = await self._store.document(document_id) or document
+        fresh = document.advanced(entitlement.deliveries, DeliveryState.READ, now)
         return views.recipient_view(fresh, _mine(fresh, entitlement))
 
     async def GetDocument(
@@ -392,10 +405,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         bind_deadline(context)
         document_id = requests.document_id(request.document_id)
         practitioner_id = requests.practitioner(request.practitioner_id)
-        principal = await self._authorize(context, practitioner_id)
-        document = await self._store.document(document_id)
-        if document is None:
-            raise not_found("Document")
+        principal, document = await self._principal_and_document(
+            context, practitioner_id, document_id, "get"
+        )
         if _is_sender(document, principal):
             return views.sender_view(document)
         if _gone(document, self._now()):
@@ -443,8 +455,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         practitioner_id = requests.practitioner(request.practitioner_id)
         refs = requests.recipients(request.recipients, "recipients")
         note = check.text(request.note, "note", max_chars=requests.MAX_NOTE_CHARS, required=False)
-        principal = await self._authorize(context, practitioner_id)
-        document, entitlement = await self._readable(document_id, principal, "forward")
+        principal, document, entitlement = await self._readable(
+            context, practitioner_id, document_id, "forward"
+        )
         resolved = await self._resolve(refs, "recipients")
         known = {d.key for d in document.deliveries}
         added = [
@@ -499,10 +512,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         document_id = requests.document_id(request.document_id)
         practitioner_id = requests.practitioner(request.practitioner_id)
         reason = requests.recall_reason(request.reason)
-        principal = await self._authorize(context, practitioner_id)
-        document = await self._store.document(document_id)
-        if document is None:
-            raise not_found("Document")
+        principal, document = await self._principal_and_document(
+            context, practitioner_id, document_id, "recall"
+        )
         if not _is_sender(document, principal):
             if _ever_addressed(document, principal):
                 raise permission_denied(
@@ -573,6 +585,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                     organization,
                     about.purpose,
                     about.data_classes,
+                    field_prefix="header." if patient is not None else "",
                 )
                 for practitioner, organization in actors
             )
@@ -604,14 +617,53 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                     index=index,
                 )
 
-    async def _readable(
-        self, document_id: str, principal: Principal, verb: str
-    ) -> tuple[StoredDocument, Entitlement]:
-        """The document and the principal's entitlement to it now, or the refusal (audited
-        when the principal was ever a recipient)."""
-        document = await self._store.document(document_id)
+    async def _principal_and_document(
+        self,
+        context: grpc.aio.ServicerContext,
+        practitioner_id: str,
+        document_id: str,
+        verb: str,
+    ) -> tuple[Principal, StoredDocument]:
+        """Identity's authorisation and the stored document, asked together; the
+        authorisation's refusal comes first."""
+        system = acting_system(context)
+        authorized, read = await asyncio.gather(
+            self._directory.authorize(system, practitioner_id),
+            self._store.document(document_id),
+            return_exceptions=True,
+        )
+        document = _result(read)
+        if (
+            isinstance(authorized, MedrelayError)
+            and authorized.code == grpc.StatusCode.PERMISSION_DENIED
+            and document is not None
+        ):  # an attempt on a document by someone not entitled to act: the patient's report
+            await self._store.record(
+                _event(
+                    Principal(practitioner_id, "", system.uri),
+                    f"exchange.document.{verb}",
+                    document_id,
+                    outcome="denied",
+                    reason=authorized.reason_name,
+                )
+            )
+        principal = _result(authorized)
         if document is None:
             raise not_found("Document")
+        return principal, document
+
+    async def _readable(
+        self,
+        context: grpc.aio.ServicerContext,
+        practitioner_id: str,
+        document_id: str,
+        verb: str,
+    ) -> tuple[Principal, StoredDocument, Entitlement]:
+        """Who acts, the document and their entitlement to it now, or the refusal (audited
+        when the principal was ever a recipient)."""
+        principal, document = await self._principal_and_document(
+            context, practitioner_id, document_id, verb
+        )
         if _gone(document, self._now()):
             if not _ever_addressed(document, principal):
                 raise not_found("Document")
@@ -646,7 +698,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                     )
                 )
             raise
-        return document, entitlement
+        return principal, document, entitlement
 
     async def _entitle(self, document: StoredDocument, principal: Principal) -> Entitlement:
         teams: frozenset[str] = frozenset()

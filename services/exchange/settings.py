@@ -21,12 +21,20 @@ _TYPE = re.compile(r"[^\s|=;]{1,256}\|[^\s|=;]{1,64}")
 MAX_DOCUMENT_BYTES_CEILING = 1 << 40
 
 
+#: The longest period accepted: a century is beyond any retention law, and `now + period`
+#: must stay a date the service can compute with.
+MAX_DURATION = timedelta(days=36500)
+
+
 def duration(value: str) -> timedelta:
-    """`90d`, `12h`, `30m` or `45s`."""
+    """`90d`, `12h`, `30m` or `45s`, at most MAX_DURATION."""
     match = _DURATION.fullmatch(value.strip())
     if match is None:
         raise ValueError("expected a whole number and a unit d, h, m or s (e.g. 90d)")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    period = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if period > MAX_DURATION:
+        raise ValueError(f"expected at most {MAX_DURATION.days}d")
+    return period
 
 
 def retention_by_type(value: str) -> Mapping[tuple[str, str], timedelta]:

@@ -82,12 +82,61 @@ class StoredNotice:
     create_time: datetime
 
 
+def sent(
+    new: NewDocument,
+    *,
+    size_bytes: int,
+    sealed_header: bytes,
+    signature: bytes,
+    signature_key_version: int,
+    recipients: Sequence[Recipient],
+) -> StoredDocument:
+    """The document as a completed send stored it (to answer without reading it back)."""
+    return StoredDocument(
+        id=new.id,
+        sender_system=new.sender_system,
+        request_id=new.request_id,
+        request_fingerprint=new.request_fingerprint,
+        sender_practitioner_id=new.sender_practitioner_id,
+        sender_organization_id=new.sender_organization_id,
+        patient_index=new.patient_index,
+        type=new.type,
+        specialty=new.specialty,
+        content_type=new.content_type,
+        purpose=new.purpose,
+        data_classes=new.data_classes,
+        recipients=new.recipients,
+        size_bytes=size_bytes,
+        sealed_header=sealed_header,
+        signature=signature,
+        signature_key_version=signature_key_version,
+        create_time=new.create_time,
+        expire_time=new.expire_time,
+        recall_time=None,
+        recall_reason="",
+        purge_time=None,
+        deliveries=tuple(
+            Delivery(
+                r.practitioner_id,
+                r.organization_id,
+                r.care_team_id,
+                DeliveryState.DELIVERED,
+                new.create_time,
+            )
+            for r in recipients
+        ),
+    )
+
+
 class SendTransaction:
     """One send's transaction: the document row, its chunks, then its completion."""
 
-    def __init__(self, conn: asyncpg.Connection, content: ContentWriter) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, content: ContentWriter, create_time: datetime
+    ) -> None:
         self._conn = conn
         self.content = content
+        self._create_time = create_time
 
     async def complete(
         self,
@@ -110,7 +159,9 @@ class SendTransaction:
             signature,
             signature_key_version,
         )
-        await _insert_deliveries(self._conn, document_id, recipients, forward_id=None, by="")
+        await _insert_deliveries(
+            self._conn, document_id, recipients, forward_id=None, by="", at=self._create_time
+        )
         await self._conn.execute("DELETE FROM pending_sends WHERE document_id = $1", document_id)
         await audit.append(self._conn, event)
 
@@ -125,8 +176,15 @@ class ExchangeStore:
     # --- sends -----------------------------------------------------------------------------
 
     async def mark_pending(self, document_id: str) -> None:
-        """Commit the mark of a send about to ask keys for a data key."""
-        await self._pool.execute("INSERT INTO pending_sends (document_id) VALUES ($1)", document_id)
+        """Commit the mark of a send about to ask keys for a data key.
+
+        Without waiting for the flush to disk: only a crash of PostgreSQL itself within a
+        fraction of a second could lose the mark, and then only an unusable key would be left
+        in the keys service, never a document.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            await conn.execute("INSERT INTO pending_sends (document_id) VALUES ($1)", document_id)
 
     async def unmark_pending(self, document_id: str) -> None:
         """Forget a failed send whose key was shredded."""
@@ -144,7 +202,9 @@ class ExchangeStore:
                 "SELECT 1 FROM pending_sends WHERE document_id = $1 FOR UPDATE", document.id
             )
             await _insert_document(conn, document)
-            yield SendTransaction(conn, self.content.writer(conn, document.id))
+            yield SendTransaction(
+                conn, self.content.writer(conn, document.id), document.create_time
+            )
 
     async def by_request(self, sender_system: str, request_id: str) -> StoredDocument | None:
         """The document a system already sent with this request id."""
@@ -277,12 +337,13 @@ class ExchangeStore:
         document_id: str,
         deliveries: Sequence[Delivery],
         state: DeliveryState,
+        when: datetime,
         event: audit.AuditEvent,
     ) -> None:
         """Move the deliveries forward to `state` (never back), with the audit record."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "UPDATE deliveries SET state = $5, update_time = now() "
+                "UPDATE deliveries SET state = $5, update_time = $7 "
                 "FROM unnest($2::text[], $3::text[], $4::text[]) AS k(p, o, t) "
                 "WHERE document_id = $1 AND practitioner_id = k.p AND organization_id = k.o "
                 "AND care_team_id = k.t AND state = ANY($6::text[])",
@@ -292,6 +353,7 @@ class ExchangeStore:
                 [d.care_team_id for d in deliveries],
                 state.value,
                 [s.value for s in _BEFORE[state]],
+                when,
             )
             await audit.append(conn, event)
 
@@ -316,7 +378,12 @@ class ExchangeStore:
                 forward.create_time,
             )
             await _insert_deliveries(
-                conn, document_id, recipients, forward_id=forward.id, by=forward.practitioner_id
+                conn,
+                document_id,
+                recipients,
+                forward_id=forward.id,
+                by=forward.practitioner_id,
+                at=forward.create_time,
             )
             await audit.append(conn, event)
 
@@ -548,12 +615,14 @@ async def _insert_deliveries(
     *,
     forward_id: str | None,
     by: str,
+    at: datetime,
 ) -> None:
     await conn.executemany(
         "INSERT INTO deliveries (document_id, practitioner_id, organization_id, care_team_id, "
-        "forward_id, forwarded_by) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        "forward_id, forwarded_by, update_time) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "ON CONFLICT DO NOTHING",
         [
-            (document_id, r.practitioner_id, r.organization_id, r.care_team_id, forward_id, by)
+            (document_id, r.practitioner_id, r.organization_id, r.care_team_id, forward_id, by, at)
             for r in recipients
         ],
     )
