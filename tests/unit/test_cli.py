@@ -41,7 +41,11 @@ def test_a_missing_dependency_of_a_service_is_not_hidden(monkeypatch: pytest.Mon
     assert "not implemented" not in result.output
 
 
-def test_the_real_exchange_service_is_reported_as_not_implemented() -> None:
+def test_the_real_exchange_service_starts_and_checks_its_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MEDRELAY_DATABASE_URL", raising=False)
     result = CliRunner().invoke(cli.app, ["serve", "exchange"])
+    assert "not implemented" not in result.output
     assert result.exit_code == 2
-    assert "not implemented in this release" in result.output
+    assert "MEDRELAY_DATABASE_URL" in result.output
