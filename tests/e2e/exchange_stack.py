@@ -21,11 +21,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 import grpc
@@ -35,7 +37,7 @@ from medrelay.common.v1 import types_pb2
 from medrelay.consent.v1 import consent_service_pb2_grpc as consent_grpc
 from medrelay.db import quote_ident
 from medrelay.embedded_pg import EmbeddedPostgres
-from medrelay.errors import error_info
+from medrelay.errors import error_info_from_metadata
 from medrelay.exchange.v1 import exchange_service_pb2 as xpb
 from medrelay.exchange.v1 import exchange_service_pb2_grpc as exchange_grpc
 from medrelay.identity.v1 import identity_service_pb2 as ipb
@@ -95,6 +97,22 @@ def service(name: str) -> PeerIdentity:
     return PeerIdentity.service(TRUST_DOMAIN, name)
 
 
+class PostgresServer(Protocol):
+    """What a stack needs of its PostgreSQL server: EmbeddedPostgres, or one a helper process
+    runs (tests/e2e/pg_control.py)."""
+
+    log_file: Path
+
+    def dsn_for(self, database: str) -> str:
+        """DSN of a database on the server, as the superuser."""
+        ...
+
+    @property
+    def admin_dsn(self) -> str:
+        """DSN of the maintenance database."""
+        ...
+
+
 def client_env() -> dict[str, str]:
     """This process's environment without MEDRELAY_* or PG* variables, for child commands."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("MEDRELAY_", "PG"))}
@@ -105,13 +123,14 @@ class ExchangeStack:
     """Running service processes, their database and PKI, and clients for them."""
 
     home: Path
-    server: EmbeddedPostgres
+    server: PostgresServer
     database: str
     pki: DevPki
     ports: dict[str, int]
     env: dict[str, dict[str, str]]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _channels: dict[tuple[str, str], grpc.aio.Channel] = field(default_factory=dict)
+    _sync_channels: dict[tuple[str, str], grpc.Channel] = field(default_factory=dict)
 
     # -- where things are -----------------------------------------------------------------
 
@@ -214,10 +233,20 @@ class ExchangeStack:
             self._channels[key] = tls.secure_channel(self.target(name), self.pki.paths(identity))
         return self._channels[key]
 
+    def sync_channel(self, name: str, identity: PeerIdentity) -> grpc.Channel:
+        """A blocking-API channel to a service (cached); see `send()` for why."""
+        key = (name, identity.uri)
+        if key not in self._sync_channels:
+            credentials = tls.channel_credentials(self.pki.paths(identity))
+            self._sync_channels[key] = grpc.secure_channel(self.target(name), credentials)
+        return self._sync_channels[key]
+
     async def drop_channels(self, name: str) -> None:
         """Close cached channels to a service (after a restart, fresh ones connect at once)."""
         for key in [key for key in self._channels if key[0] == name]:
             await self._channels.pop(key).close()
+        for key in [key for key in self._sync_channels if key[0] == name]:
+            self._sync_channels.pop(key).close()
 
     def identity(self, who: PeerIdentity | None = None) -> identity_grpc.IdentityServiceStub:
         """The identity service, as the administrator unless told otherwise."""
@@ -231,11 +260,18 @@ class ExchangeStack:
         """The exchange service as `org`'s EHR system."""
         return exchange_grpc.ExchangeServiceStub(self.channel("exchange", system(org)))
 
+    def exchange_sync(self, org: str) -> exchange_grpc.ExchangeServiceStub:
+        """The exchange service as `org`'s EHR system, blocking API (for `send()`)."""
+        return exchange_grpc.ExchangeServiceStub(self.sync_channel("exchange", system(org)))
+
     async def close(self) -> None:
         """Close every channel and stop every process."""
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        for sync_channel in self._sync_channels.values():
+            sync_channel.close()
+        self._sync_channels.clear()
         for name in self.processes:
             self.stop(name)
 
@@ -315,7 +351,7 @@ class ExchangeStack:
         return result.stdout
 
 
-async def create_database(server: EmbeddedPostgres, name: str) -> None:
+async def create_database(server: PostgresServer, name: str) -> None:
     """A new, empty database on `server` (replacing one left by an earlier run)."""
     conn = await asyncpg.connect(server.admin_dsn)
     try:
@@ -325,7 +361,7 @@ async def create_database(server: EmbeddedPostgres, name: str) -> None:
         await conn.close()
 
 
-async def drop_database(server: EmbeddedPostgres, name: str) -> None:
+async def drop_database(server: PostgresServer, name: str) -> None:
     """Drop a stack's database (nothing left connected by then)."""
     conn = await asyncpg.connect(server.admin_dsn)
     try:
@@ -348,7 +384,7 @@ def make_pki(directory: Path) -> DevPki:
 @asynccontextmanager
 async def exchange_stack(
     home: Path,
-    server: EmbeddedPostgres,
+    server: PostgresServer,
     *,
     services: Sequence[str] = SERVICES,
     env: Mapping[str, Mapping[str, str]] | None = None,
@@ -475,20 +511,20 @@ def header(
     )
 
 
-async def send_requests(
+def send_requests(
     head: xpb.DocumentHeader,
     content: bytes,
     *,
     chunk_size: int = MIB,
     pause: float = 0.0,
     sent: list[int] | None = None,
-) -> AsyncIterator[xpb.SendDocumentRequest]:
+) -> Iterator[xpb.SendDocumentRequest]:
     """The stream of a send: the header, then chunks (`pause` seconds apart); `sent` counts
     the chunks handed to gRPC so far."""
     yield xpb.SendDocumentRequest(header=head)
     for offset in range(0, len(content), chunk_size):
         if pause and offset:
-            await asyncio.sleep(pause)
+            time.sleep(pause)
         yield xpb.SendDocumentRequest(chunk=content[offset : offset + chunk_size])
         if sent is not None:
             sent.append(offset // chunk_size)
@@ -501,11 +537,19 @@ async def send(
     *,
     deadline: float = TRANSFER_TIMEOUT,
     chunk_size: int = MIB,
+    pause: float = 0.0,
+    sent: list[int] | None = None,
 ) -> xpb.Document:
-    """SendDocument: the header then the content in chunks, within `deadline` seconds."""
-    document: xpb.Document = await stub.SendDocument(
-        send_requests(head, content, chunk_size=chunk_size), timeout=deadline
-    )
+    """SendDocument through a blocking stub (`ExchangeStack.exchange_sync`), in a thread: the
+    header then the content in chunks, within `deadline` seconds; grpc.RpcError on failure.
+
+    Not the asyncio API: when a server ends a client stream early (a refusal at the header,
+    an outage), grpcio's asyncio client may replace the server's status with its own
+    INTERNAL "Internal error from Core" (grpc/grpc#36066), and the test would misreport the
+    service. The blocking API reports the server's status.
+    """
+    requests = send_requests(head, content, chunk_size=chunk_size, pause=pause, sent=sent)
+    document: xpb.Document = await asyncio.to_thread(stub.SendDocument, requests, timeout=deadline)
     return document
 
 
@@ -567,10 +611,10 @@ async def inbox(
             return documents
 
 
-def failure(exc: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str]:
-    """(status code, ErrorInfo reason) of a failed call."""
-    info = error_info(exc)
-    return exc.code(), info.reason if info is not None else ""
+def failure(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
+    """(status code, ErrorInfo reason) of a failed call (asyncio or blocking API)."""
+    info = error_info_from_metadata(exc.trailing_metadata())  # type: ignore[attr-defined]
+    return exc.code(), info.reason if info is not None else ""  # type: ignore[attr-defined]
 
 
 def sha256(data: bytes) -> bytes:
