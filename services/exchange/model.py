@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 #: Why a sender recalls: codes, not free text, since free text could name the patient.
@@ -187,7 +187,7 @@ class SealedHeader:
             "sha256",
         }:
             raise ValueError("not a sealed header")
-        if fields["v"] != SEALED_HEADER_VERSION:
+        if type(fields["v"]) is not int or fields["v"] != SEALED_HEADER_VERSION:
             raise ValueError("unknown sealed header version")
         patient, title, note, sha256 = (fields[k] for k in ("patient", "title", "note", "sha256"))
         if (
@@ -241,7 +241,7 @@ class SignedFacts:
                     "data_classes": sorted(self.data_classes),
                     "recipients": list(self.recipients),
                     "size_bytes": self.size_bytes,
-                    "create_time": self.create_time.isoformat(),
+                    "create_time": self.create_time.astimezone(UTC).isoformat(),
                     "header": self.sealed.encode().decode(),
                 }
             )

@@ -367,6 +367,21 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                         yield pb.FetchDocumentResponse(chunk=plaintext)
                 last = decryptor.finalize()
             except EnvelopeError:
+                # Recalled or purged while streaming: the chunks went away, which is no
+                # corruption. Otherwise the envelope itself failed to authenticate.
+                now_stored = await self._store.document(document_id)
+                if now_stored is not None and _gone(now_stored, self._now()):
+                    error = _gone_error(now_stored)
+                    await self._store.record(
+                        _event(
+                            principal,
+                            "exchange.document.fetch",
+                            document_id,
+                            outcome="denied",
+                            reason=error.reason_name,
+                        )
+                    )
+                    raise error from None
                 raise await self._integrity_failure(principal, document_id, "content") from None
             if last:
                 digest.update(last)
@@ -517,10 +532,20 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         )
         if not _is_sender(document, principal):
             if _ever_addressed(document, principal):
-                raise permission_denied(
+                refusal = permission_denied(
                     ErrorReason.ERROR_REASON_CALLER_NOT_ALLOWED,
                     "only the sender may recall a document",
                 )
+                await self._store.record(
+                    _event(
+                        principal,
+                        "exchange.document.recall",
+                        document_id,
+                        outcome="denied",
+                        reason=refusal.reason_name,
+                    )
+                )
+                raise refusal
             raise not_found("Document")
         if document.recall_time is None:
             shredded = await self._keys.shred(document_id)
@@ -679,11 +704,21 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             )
             raise error
         if _is_sender(document, principal) and not _ever_addressed(document, principal):
-            raise permission_denied(
+            refusal = permission_denied(
                 ErrorReason.ERROR_REASON_NOT_A_RECIPIENT,
                 "a document is encrypted for its recipients only; its sender sees its "
                 "deliveries with GetDocument",
             )
+            await self._store.record(
+                _event(
+                    principal,
+                    f"exchange.document.{verb}",
+                    document_id,
+                    outcome="denied",
+                    reason=refusal.reason_name,
+                )
+            )
+            raise refusal
         try:
             entitlement = await self._entitle(document, principal)
         except MedrelayError as exc:

@@ -16,8 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import grpc
 
 from medrelay import audit
+from medrelay.common.v1.errors_pb2 import ErrorReason
+from medrelay.errors import MedrelayError
 
 from .content import ContentStore, ContentWriter
 from .model import (
@@ -115,6 +118,7 @@ def sent(
         recall_time=None,
         recall_reason="",
         purge_time=None,
+        # In the order a read gives them (ORDER BY in _complete_many): one answer, one order.
         deliveries=tuple(
             Delivery(
                 r.practitioner_id,
@@ -123,7 +127,9 @@ def sent(
                 DeliveryState.DELIVERED,
                 new.create_time,
             )
-            for r in recipients
+            for r in sorted(
+                recipients, key=lambda r: (r.practitioner_id, r.organization_id, r.care_team_id)
+            )
         ),
     )
 
@@ -198,9 +204,16 @@ class ExchangeStore:
         on the unique index and then fails with UniqueViolationError.
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
+            held = await conn.fetchval(
                 "SELECT 1 FROM pending_sends WHERE document_id = $1 FOR UPDATE", document.id
             )
+            if held is None:  # waited so long that the sweeper took it for abandoned
+                raise MedrelayError(
+                    grpc.StatusCode.ABORTED,
+                    ErrorReason.ERROR_REASON_INVALID_STATE,
+                    "the send waited too long to start and was given up; send again with the "
+                    "same request id",
+                )
             await _insert_document(conn, document)
             yield SendTransaction(
                 conn, self.content.writer(conn, document.id), document.create_time
@@ -536,7 +549,7 @@ class ExchangeStore:
                 "SELECT document_id, practitioner_id, organization_id, care_team_id, state, "
                 "update_time, forwarded_by, forward_id FROM deliveries "
                 "WHERE document_id = ANY($1::text[]) "
-                "ORDER BY update_time, practitioner_id, organization_id",
+                "ORDER BY update_time, practitioner_id, organization_id, care_team_id",
                 ids,
             ):
                 deliveries[d["document_id"]].append(

@@ -1380,7 +1380,11 @@ async def test_only_the_sender_recalls_and_then_no_one_reads(exchange: ExchangeE
     # A second recall changes nothing.
     again = await recall(a, sender)
     assert again.recalled and again.recall_reason == "WRONG_PATIENT"
-    recalls = [r for r in await exchange.ledger() if r["action"] == "exchange.document.recall"]
+    recalls = [
+        r
+        for r in await exchange.ledger()
+        if r["action"] == "exchange.document.recall" and r["outcome"] == "success"
+    ]
     assert len(recalls) == 1
     details = json.loads(recalls[0]["details"])
     assert details["reason_code"] == "WRONG_PATIENT"
