@@ -48,6 +48,10 @@ try:
         asyncpg.exceptions.AdminShutdownError,
         asyncpg.exceptions.CrashShutdownError,
         asyncpg.exceptions.TooManyConnectionsError,
+        # asyncpg's protocol state confused by a connection dropped mid-operation ("cannot
+        # switch to state 12; another operation is in progress"), seen when PostgreSQL shuts
+        # down under load: an outage as the caller sees it, and safe to retry.
+        asyncpg.exceptions.InternalClientError,
     )
     _WRAPPING_ERRORS: tuple[type[BaseException], ...] = (asyncpg.exceptions.InterfaceError,)
 except ImportError:  # pragma: no cover - asyncpg is a dependency

@@ -56,6 +56,12 @@ OUTAGES = [
         asyncpg.exceptions.InterfaceError("connection is closed"),
         asyncpg.exceptions.ConnectionDoesNotExistError("closed"),
     ),
+    # What a PostgreSQL shut down under load gives, alone or under a transaction's exit.
+    asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation (2)"),
+    raised_while_handling(
+        asyncpg.exceptions.InterfaceError("the underlying connection is closed"),
+        asyncpg.exceptions.InternalClientError("cannot switch to state 12"),
+    ),
 ]
 BUGS = [
     asyncpg.exceptions.DataError(f"invalid input for query argument $1: {MARKER!r}"),
