@@ -425,11 +425,13 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         )
         if _is_sender(document, principal):
             return views.sender_view(document)
-        if _gone(document, self._now()):
-            if not _ever_addressed(document, principal):
-                raise not_found("Document")
+        if _gone(document, self._now()) and _ever_addressed(document, principal):
             return views.recipient_view(document, _addressed(document, principal))
-        entitlement = await self._entitle(document, principal)
+        try:
+            entitlement = await self._entitlement_now(document, principal)
+        except MedrelayError as refusal:
+            await self._refused(principal, "get", document_id, refusal)
+            raise
         return views.recipient_view(document, entitlement.deliveries)
 
     async def ListNotices(
@@ -531,22 +533,16 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             context, practitioner_id, document_id, "recall"
         )
         if not _is_sender(document, principal):
-            if _ever_addressed(document, principal):
-                refusal = permission_denied(
+            refusal = (
+                permission_denied(
                     ErrorReason.ERROR_REASON_CALLER_NOT_ALLOWED,
                     "only the sender may recall a document",
                 )
-                await self._store.record(
-                    _event(
-                        principal,
-                        "exchange.document.recall",
-                        document_id,
-                        outcome="denied",
-                        reason=refusal.reason_name,
-                    )
-                )
-                raise refusal
-            raise not_found("Document")
+                if _ever_addressed(document, principal)
+                else not_found("Document")
+            )
+            await self._refused(principal, "recall", document_id, refusal)
+            raise refusal
         if document.recall_time is None:
             shredded = await self._keys.shred(document_id)
             await self._store.recall(
@@ -684,31 +680,37 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         document_id: str,
         verb: str,
     ) -> tuple[Principal, StoredDocument, Entitlement]:
-        """Who acts, the document and their entitlement to it now, or the refusal (audited
-        when the principal was ever a recipient)."""
+        """Who acts, the document and their entitlement to it now, or the refusal. Every
+        refusal about a document that exists is in the ledger, a stranger's probe included:
+        the patient's access report shows attempts, not only accesses."""
         principal, document = await self._principal_and_document(
             context, practitioner_id, document_id, verb
         )
+        try:
+            entitlement = await self._entitlement_now(document, principal)
+        except MedrelayError as refusal:
+            await self._refused(principal, verb, document_id, refusal)
+            raise
+        return principal, document, entitlement
+
+    async def _entitlement_now(self, document: StoredDocument, principal: Principal) -> Entitlement:
         if _gone(document, self._now()):
             if not _ever_addressed(document, principal):
                 raise not_found("Document")
-            error = _gone_error(document)
-            await self._store.record(
-                _event(
-                    principal,
-                    f"exchange.document.{verb}",
-                    document_id,
-                    outcome="denied",
-                    reason=error.reason_name,
-                )
-            )
-            raise error
+            raise _gone_error(document)
         if _is_sender(document, principal) and not _ever_addressed(document, principal):
-            refusal = permission_denied(
+            raise permission_denied(
                 ErrorReason.ERROR_REASON_NOT_A_RECIPIENT,
                 "a document is encrypted for its recipients only; its sender sees its "
                 "deliveries with GetDocument",
             )
+        return await self._entitle(document, principal)
+
+    async def _refused(
+        self, principal: Principal, verb: str, document_id: str, refusal: MedrelayError
+    ) -> None:
+        """A denied attempt on an existing document, in the ledger."""
+        if refusal.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND):
             await self._store.record(
                 _event(
                     principal,
@@ -718,22 +720,6 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                     reason=refusal.reason_name,
                 )
             )
-            raise refusal
-        try:
-            entitlement = await self._entitle(document, principal)
-        except MedrelayError as exc:
-            if exc.code == grpc.StatusCode.PERMISSION_DENIED:
-                await self._store.record(
-                    _event(
-                        principal,
-                        f"exchange.document.{verb}",
-                        document_id,
-                        outcome="denied",
-                        reason=exc.reason_name,
-                    )
-                )
-            raise
-        return principal, document, entitlement
 
     async def _entitle(self, document: StoredDocument, principal: Principal) -> Entitlement:
         teams: frozenset[str] = frozenset()

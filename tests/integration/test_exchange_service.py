@@ -1095,8 +1095,9 @@ async def test_every_member_of_an_addressed_organisation_reads(exchange: Exchang
 async def test_every_refusal_to_a_former_or_would_be_reader_is_in_the_ledger(
     exchange: ExchangeEnv,
 ) -> None:
-    """ "Who tried to open my record": each PERMISSION_DENIED on a document, whoever refused it
-    (identity, the entitlement rules, consent), leaves a denied record naming the document."""
+    """ "Who tried to open my record": each refusal on a document that exists, whoever refused
+    it (identity, the entitlement rules, consent) and a stranger's probe answered NOT_FOUND
+    included, leaves a denied record naming the document."""
     sender = await exchange.member("org-a")
     ex_member = await exchange.member("org-c")
     membership = await add_membership(exchange.identity, ex_member, "org-b")
@@ -1139,11 +1140,17 @@ async def test_every_refusal_to_a_former_or_would_be_reader_is_in_the_ledger(
         ("a recipient consent refuses", refused_reader, lambda: fetch(b, sent.id, refused_reader)),
     ]
     problems = []
+    stranger = await exchange.member("org-c")
+    c = exchange.system("org-c")
+    attempts.append(("a stranger probing it", stranger, lambda: fetch(c, sent.id, stranger)))
     for name, who, attempt in attempts:
         before = len(await exchange.ledger())
         error = await refused(attempt())
         code, reason, _ = why(error)
-        assert code == grpc.StatusCode.PERMISSION_DENIED, (name, code)
+        expected = (
+            grpc.StatusCode.NOT_FOUND if who == stranger else grpc.StatusCode.PERMISSION_DENIED
+        )
+        assert code == expected, (name, code)
         rows = [
             (r["resource_id"], r["outcome"], r["reason"], r["actor"])
             for r in await new_rows(exchange, before)
