@@ -3,7 +3,10 @@
 A document's readable parts (the patient identifier, title, note and the SHA-256 of the
 content) travel in the *sealed header*, encrypted under the document's data key like the
 content. The sender's organisation signs a digest of every fact the recipients rely on, so a
-recipient can tell the metadata and content are what that organisation sent.
+recipient can tell the metadata and content are what that organisation sent: the readable
+metadata, and the sealed header as stored (its authenticated encryption binds the patient,
+title, note and content hash inside it). Signing what is stored, rather than what it opens
+to, lets a fetch verify the signature while consent is still being asked, before any key.
 """
 
 from __future__ import annotations
@@ -219,7 +222,8 @@ class SignedFacts:
     recipients: Sequence[Mapping[str, str]]
     size_bytes: int
     create_time: datetime
-    sealed: SealedHeader = field(repr=False)
+    #: The sealed header's envelope as stored.
+    sealed_header: bytes = field(repr=False)
 
     def digest(self) -> bytes:
         """SHA-256 of the facts in canonical JSON: what keys signs, and verifies at fetch."""
@@ -242,7 +246,7 @@ class SignedFacts:
                     "recipients": list(self.recipients),
                     "size_bytes": self.size_bytes,
                     "create_time": self.create_time.astimezone(UTC).isoformat(),
-                    "header": self.sealed.encode().decode(),
+                    "sealed_header": hashlib.sha256(self.sealed_header).hexdigest(),
                 }
             )
         ).digest()

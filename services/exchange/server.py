@@ -225,6 +225,9 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 header.note,
                 digest.digest(),
             )
+            sealed = sealing.seal(
+                data_key, sealing.header_label(document_id), sealed_header.encode()
+            )
             facts = SignedFacts(
                 document_id=document_id,
                 sender_practitioner_id=principal.practitioner_id,
@@ -237,7 +240,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 recipients=recipients,
                 size_bytes=size,
                 create_time=now,
-                sealed=sealed_header,
+                sealed_header=sealed,
             )
             signature, key_version = await self._keys.sign(
                 principal.organization_id, facts.digest()
@@ -245,9 +248,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             stored = sent(
                 new,
                 size_bytes=size,
-                sealed_header=sealing.seal(
-                    data_key, sealing.header_label(document_id), sealed_header.encode()
-                ),
+                sealed_header=sealed,
                 signature=signature,
                 signature_key_version=key_version,
                 recipients=resolved,
@@ -323,22 +324,29 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         principal, document, entitlement = await self._readable(
             context, practitioner_id, document_id, "fetch"
         )
-        decision = await self._consent.check(
-            None,
-            document.patient_index,
-            principal.practitioner_id,
-            principal.organization_id,
-            purpose,
-            document.data_classes,
-            justification,
+        # The signature covers what is stored, so it is verified while consent decides.
+        decided, verified = await asyncio.gather(
+            self._consent.check(
+                None,
+                document.patient_index,
+                principal.practitioner_id,
+                principal.organization_id,
+                purpose,
+                document.data_classes,
+                justification,
+            ),
+            self._signature_valid(document),
+            return_exceptions=True,
         )
+        decision = _result(decided)
         if not decision.permitted:
             await self._deny(principal, "exchange.document.fetch", document_id, decision)
             raise _consent_denied(decision, "")
+        if not _result(verified):
+            raise await self._integrity_failure(principal, document_id, "signature")
         data_key = await self._keys.unwrap(document_id, principal.organization_id)
         try:
             disclosure = self._disclose(document, data_key, entitlement)
-            await self._verify_signature(principal, document, disclosure.header)
             now = self._now()
             await self._store.advance(
                 document_id,
@@ -748,9 +756,8 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             raise _integrity_error("sealed header") from None
         return views.Disclosure(header, notes)
 
-    async def _verify_signature(
-        self, principal: Principal, document: StoredDocument, header: SealedHeader
-    ) -> None:
+    async def _signature_valid(self, document: StoredDocument) -> bool:
+        """Whether the sender organisation's signature over the stored facts verifies."""
         facts = SignedFacts(
             document_id=document.id,
             sender_practitioner_id=document.sender_practitioner_id,
@@ -763,16 +770,14 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             recipients=document.recipients,
             size_bytes=document.size_bytes,
             create_time=document.create_time,
-            sealed=header,
+            sealed_header=document.sealed_header,
         )
-        valid = await self._keys.verify(
+        return await self._keys.verify(
             document.sender_organization_id,
             facts.digest(),
             document.signature,
             document.signature_key_version,
         )
-        if not valid:
-            raise await self._integrity_failure(principal, document.id, "signature")
 
     async def _integrity_failure(
         self, principal: Principal, document_id: str, what: str

@@ -1604,3 +1604,51 @@ async def test_the_ledger_holds_every_success_and_denial_and_verifies(
     report = await exchange.verify_ledger()
     assert report.ok, report
     assert report.records_checked == len(rows)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "failed"),
+    [
+        pytest.param(
+            "UPDATE documents SET signature = set_byte(signature, 10, get_byte(signature, 10) # 1)",
+            "signature",
+            id="signature",
+        ),
+        pytest.param(
+            "UPDATE documents SET sealed_header = set_byte(sealed_header, 80, "
+            "get_byte(sealed_header, 80) # 1)",
+            "signature",
+            id="sealed-header",
+        ),
+        pytest.param("UPDATE documents SET size_bytes = size_bytes + 1", "signature", id="size"),
+        pytest.param("UPDATE documents SET type_code = '11488-4'", "signature", id="type"),
+        pytest.param(
+            "UPDATE content_chunks SET data = set_byte(data, 100, get_byte(data, 100) # 1) "
+            "WHERE chunk_index = 1",
+            "content",
+            id="content",
+        ),
+        pytest.param(
+            "DELETE FROM content_chunks WHERE chunk_index = 1", "content", id="content-cut"
+        ),
+    ],
+)
+async def test_a_document_altered_in_the_database_is_refused_as_data_loss(
+    exchange: ExchangeEnv, tamper: str, failed: str
+) -> None:
+    """Someone with database access changes a stored byte: the fetch is DATA_LOSS with
+    INTEGRITY_CHECK_FAILED, before or while content streams, and the failure is in the ledger."""
+    sender, reader = await pair(exchange)
+    sent = await simple_send(exchange, sender, [ref(practitioner_id=reader)], data=b"x" * 5000)
+    where = " AND document_id = $1" if "WHERE" in tamper else " WHERE id = $1"
+    await exchange.pool.execute(tamper + where, sent.id)
+    error = await refused(fetch(exchange.system("org-b"), sent.id, reader))
+    code, reason, _ = why(error)
+    assert (code, reason) == (grpc.StatusCode.DATA_LOSS, "ERROR_REASON_INTEGRITY_CHECK_FAILED")
+    assert failed in error.details()
+    rows = [
+        r
+        for r in await exchange.ledger()
+        if r["resource_id"] == sent.id and r["outcome"] == "error"
+    ]
+    assert [json.loads(r["details"])["failed"] for r in rows] == [failed]
