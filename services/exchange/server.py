@@ -131,11 +131,20 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             return _retry_answer(earlier, fingerprint)
         resolved = _result(resolution)
         patient_index = _result(indexed)
-        await self._check_recipients(
-            principal, header, resolved, patient_index, resource_id=header.request_id
-        )
         document_id = str(uuid.uuid4())
-        await self._store.mark_pending(document_id)
+        # The pending mark is written while consent decides; a refusal takes it back.
+        consented, marked = await asyncio.gather(
+            self._check_recipients(
+                principal, header, resolved, patient_index, resource_id=header.request_id
+            ),
+            self._store.mark_pending(document_id),
+            return_exceptions=True,
+        )
+        if isinstance(consented, BaseException):
+            if not isinstance(marked, BaseException):
+                await _shielded(self._store.unmark_pending(document_id))
+            raise consented
+        _result(marked)
         try:
             data_key = await self._keys.generate(
                 document_id, sorted({r.organization_id for r in resolved})
