@@ -225,6 +225,24 @@ class SignedFacts:
     #: The sealed header's envelope as stored.
     sealed_header: bytes = field(repr=False)
 
+    @classmethod
+    def of(cls, document: StoredDocument) -> SignedFacts:
+        """The facts of a stored (or about to be stored) document."""
+        return cls(
+            document_id=document.id,
+            sender_practitioner_id=document.sender_practitioner_id,
+            sender_organization_id=document.sender_organization_id,
+            type=document.type,
+            specialty=document.specialty,
+            content_type=document.content_type,
+            purpose=document.purpose,
+            data_classes=document.data_classes,
+            recipients=document.recipients,
+            size_bytes=document.size_bytes,
+            create_time=document.create_time,
+            sealed_header=document.sealed_header,
+        )
+
     def digest(self) -> bytes:
         """SHA-256 of the facts in canonical JSON: what keys signs, and verifies at fetch."""
         specialty = (

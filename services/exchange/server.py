@@ -14,6 +14,7 @@ hashed as it goes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import uuid
@@ -237,30 +238,19 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             sealed = sealing.seal(
                 data_key, sealing.header_label(document_id), sealed_header.encode()
             )
-            facts = SignedFacts(
-                document_id=document_id,
-                sender_practitioner_id=principal.practitioner_id,
-                sender_organization_id=principal.organization_id,
-                type=header.type,
-                specialty=header.specialty,
-                content_type=header.content_type,
-                purpose=header.purpose,
-                data_classes=header.data_classes,
-                recipients=recipients,
-                size_bytes=size,
-                create_time=now,
-                sealed_header=sealed,
-            )
-            signature, key_version = await self._keys.sign(
-                principal.organization_id, facts.digest()
-            )
-            stored = sent(
+            unsigned = sent(
                 new,
                 size_bytes=size,
                 sealed_header=sealed,
-                signature=signature,
-                signature_key_version=key_version,
+                signature=b"",
+                signature_key_version=0,
                 recipients=resolved,
+            )
+            signature, key_version = await self._keys.sign(
+                principal.organization_id, SignedFacts.of(unsigned).digest()
+            )
+            stored = dataclasses.replace(
+                unsigned, signature=signature, signature_key_version=key_version
             )
             await send.complete(
                 document_id,
@@ -767,20 +757,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
 
     async def _signature_valid(self, document: StoredDocument) -> bool:
         """Whether the sender organisation's signature over the stored facts verifies."""
-        facts = SignedFacts(
-            document_id=document.id,
-            sender_practitioner_id=document.sender_practitioner_id,
-            sender_organization_id=document.sender_organization_id,
-            type=document.type,
-            specialty=document.specialty,
-            content_type=document.content_type,
-            purpose=document.purpose,
-            data_classes=document.data_classes,
-            recipients=document.recipients,
-            size_bytes=document.size_bytes,
-            create_time=document.create_time,
-            sealed_header=document.sealed_header,
-        )
+        facts = SignedFacts.of(document)
         return await self._keys.verify(
             document.sender_organization_id,
             facts.digest(),
