@@ -14,6 +14,8 @@ from medrelay.spiffe import PeerIdentity
 from tests.keys.backends import local_engine
 from tests.keys.keys_env import KeysEnv
 
+from .consent_env import ConsentEnv
+from .exchange_env import ExchangeEnv, consent_service, running_exchange
 from .identity_env import TRUST_DOMAIN, IdentityEnv, make_pki, register_org, start_identity
 
 KEYS_MIGRATIONS = ["medrelay", "medrelay.services.keys"]
@@ -62,3 +64,27 @@ async def identity(
         await register_org(env, org)
     yield env
     await env.close()
+
+
+@pytest.fixture(scope="module")
+async def exchange_consent(
+    database_dsn: str, dev_pki: DevPki, keys_service: KeysEnv, identity: IdentityEnv
+) -> AsyncIterator[ConsentEnv]:
+    """One consent service (default policy opt-out) for a module's exchange services."""
+    async with consent_service(database_dsn, dev_pki, keys_service, identity) as env:
+        yield env
+
+
+@pytest.fixture
+async def exchange(
+    database_dsn: str,
+    dev_pki: DevPki,
+    keys_service: KeysEnv,
+    identity: IdentityEnv,
+    exchange_consent: ConsentEnv,
+) -> AsyncIterator[ExchangeEnv]:
+    """An exchange service on a fresh schema, with the session's keys and identity."""
+    async with running_exchange(
+        database_dsn, dev_pki, keys_service, identity, consent=exchange_consent
+    ) as env:
+        yield env

@@ -10,7 +10,7 @@ timer: a test calls `sweep_once(now=...)` when it wants a pass.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,10 +18,12 @@ from typing import Any
 
 import asyncpg
 import grpc
+import pytest
 
 from medrelay import audit, db, tls
 from medrelay.blind_index import KeysBlindIndex
 from medrelay.common.v1 import types_pb2
+from medrelay.errors import error_info
 from medrelay.exchange.v1 import exchange_service_pb2 as pb
 from medrelay.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from medrelay.identity.v1 import identity_service_pb2 as identity_pb
@@ -393,3 +395,17 @@ async def consent_service(
             yield env
     finally:
         await drop_schemas(dsn, schema)
+
+
+async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+    """The error `call` fails with."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+def why(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, dict[str, str]]:
+    """(status, ErrorInfo reason, ErrorInfo metadata)."""
+    info = error_info(error)
+    assert info is not None, (error.code(), error.details())
+    return error.code(), info.reason, dict(info.metadata)

@@ -37,14 +37,15 @@ from .exchange_env import (
     MIB,
     RADIOLOGY,
     ExchangeEnv,
-    consent_service,
     fetch,
     header,
     messages,
     ref,
+    refused,
     running_exchange,
     send,
     split,
+    why,
 )
 from .identity_env import TIMEOUT, TRUST_DOMAIN, IdentityEnv, register_practitioner
 from .test_identity_authorize import add_membership
@@ -57,59 +58,27 @@ ORG_A_EHR = PeerIdentity.system(TRUST_DOMAIN, "org-a", "ehr").uri
 ORG_B_EHR = PeerIdentity.system(TRUST_DOMAIN, "org-b", "ehr").uri
 
 
-@pytest.fixture(scope="module")
-async def consent(
-    database_dsn: str, dev_pki: DevPki, keys_service: KeysEnv, identity: IdentityEnv
-) -> AsyncIterator[ConsentEnv]:
-    """One consent service (default policy opt-out) for the module's exchange services."""
-    async with consent_service(database_dsn, dev_pki, keys_service, identity) as env:
-        yield env
-
-
-@pytest.fixture
-async def exchange(
-    database_dsn: str,
-    dev_pki: DevPki,
-    keys_service: KeysEnv,
-    identity: IdentityEnv,
-    consent: ConsentEnv,
-) -> AsyncIterator[ExchangeEnv]:
-    async with running_exchange(
-        database_dsn, dev_pki, keys_service, identity, consent=consent
-    ) as env:
-        yield env
-
-
 @pytest.fixture
 async def small_exchange(
     database_dsn: str,
     dev_pki: DevPki,
     keys_service: KeysEnv,
     identity: IdentityEnv,
-    consent: ConsentEnv,
+    exchange_consent: ConsentEnv,
 ) -> AsyncIterator[ExchangeEnv]:
     """A deployment whose documents are at most 1000 bytes."""
     async with running_exchange(
-        database_dsn, dev_pki, keys_service, identity, consent=consent, max_document_bytes=1000
+        database_dsn,
+        dev_pki,
+        keys_service,
+        identity,
+        consent=exchange_consent,
+        max_document_bytes=1000,
     ) as env:
         yield env
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    """The error `call` fails with."""
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
-def why(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, dict[str, str]]:
-    """(status, ErrorInfo reason, ErrorInfo metadata)."""
-    info = error_info(error)
-    assert info is not None, (error.code(), error.details())
-    return error.code(), info.reason, dict(info.metadata)
 
 
 def states(document: pb.Document) -> dict[tuple[str, str], int]:

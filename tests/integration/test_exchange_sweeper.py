@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import grpc
-import pytest
 
-from medrelay.errors import error_info
 from medrelay.exchange.v1 import exchange_service_pb2 as pb
 from medrelay.keys.v1 import keys_service_pb2 as keys_pb
 from medrelay.pki import DevPki
@@ -27,51 +23,24 @@ from .exchange_env import (
     IMAGING,
     MIB,
     ExchangeEnv,
-    consent_service,
     fetch,
     header,
     ref,
+    refused,
     running_exchange,
     send,
+    why,
 )
 from .identity_env import TIMEOUT, TRUST_DOMAIN, IdentityEnv
 
+
+def code_and_reason(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str]:
+    """(status, ErrorInfo reason)."""
+    return why(error)[:2]
+
+
 EXCHANGE = PeerIdentity.service(TRUST_DOMAIN, "exchange").uri
 DAY = timedelta(days=1)
-
-
-@pytest.fixture(scope="module")
-async def consent(
-    database_dsn: str, dev_pki: DevPki, keys_service: KeysEnv, identity: IdentityEnv
-) -> AsyncIterator[ConsentEnv]:
-    async with consent_service(database_dsn, dev_pki, keys_service, identity) as env:
-        yield env
-
-
-@pytest.fixture
-async def exchange(
-    database_dsn: str,
-    dev_pki: DevPki,
-    keys_service: KeysEnv,
-    identity: IdentityEnv,
-    consent: ConsentEnv,
-) -> AsyncIterator[ExchangeEnv]:
-    async with running_exchange(
-        database_dsn, dev_pki, keys_service, identity, consent=consent
-    ) as env:
-        yield env
-
-
-async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
-def why(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str]:
-    info = error_info(error)
-    assert info is not None, (error.code(), error.details())
-    return error.code(), info.reason
 
 
 async def unwrap(env: ExchangeEnv, document_id: str, org: str) -> bytes:
@@ -85,7 +54,7 @@ async def unwrap(env: ExchangeEnv, document_id: str, org: str) -> bytes:
 
 async def assert_shredded(env: ExchangeEnv, document_id: str, org: str) -> None:
     error = await refused(unwrap(env, document_id, org))
-    assert why(error) == (grpc.StatusCode.NOT_FOUND, "ERROR_REASON_KEY_SHREDDED")
+    assert code_and_reason(error) == (grpc.StatusCode.NOT_FOUND, "ERROR_REASON_KEY_SHREDDED")
 
 
 async def chunks_of(env: ExchangeEnv, document_id: str) -> int:
@@ -124,7 +93,7 @@ async def test_a_document_past_its_retention_is_shredded_then_deleted(
 
     # Due but not yet swept: already no longer readable nor listed.
     exchange.clock.offset = expire - now() + timedelta(seconds=1)
-    assert why(await refused(fetch(b, sent.id, reader))) == (
+    assert code_and_reason(await refused(fetch(b, sent.id, reader))) == (
         grpc.StatusCode.NOT_FOUND,
         "ERROR_REASON_DOCUMENT_EXPIRED",
     )
@@ -146,7 +115,7 @@ async def test_a_document_past_its_retention_is_shredded_then_deleted(
     assert json.loads(swept[1]["details"])["chunks_deleted"] == stored_chunks
 
     # Read now, at the real time: expired, with the refusal audited.
-    assert why(await refused(fetch(b, sent.id, reader))) == (
+    assert code_and_reason(await refused(fetch(b, sent.id, reader))) == (
         grpc.StatusCode.NOT_FOUND,
         "ERROR_REASON_DOCUMENT_EXPIRED",
     )
@@ -154,7 +123,7 @@ async def test_a_document_past_its_retention_is_shredded_then_deleted(
         pb.AcknowledgeDocumentRequest(document_id=sent.id, practitioner_id=reader),
         timeout=TIMEOUT,
     )
-    assert why(await refused(acknowledge)) == (
+    assert code_and_reason(await refused(acknowledge)) == (
         grpc.StatusCode.NOT_FOUND,
         "ERROR_REASON_DOCUMENT_EXPIRED",
     )
@@ -198,7 +167,7 @@ async def test_a_recalled_document_is_purged_at_its_expiry_without_a_second_shre
     swept = (await exchange.ledger())[before:]
     assert [r["action"] for r in swept] == ["exchange.document.purge"]
     # Still told it was recalled, the more telling of the two.
-    assert why(await refused(fetch(exchange.system("org-b"), sent.id, reader))) == (
+    assert code_and_reason(await refused(fetch(exchange.system("org-b"), sent.id, reader))) == (
         grpc.StatusCode.NOT_FOUND,
         "ERROR_REASON_DOCUMENT_RECALLED",
     )
@@ -209,14 +178,14 @@ async def test_retention_per_document_type(
     dev_pki: DevPki,
     keys_service: KeysEnv,
     identity: IdentityEnv,
-    consent: ConsentEnv,
+    exchange_consent: ConsentEnv,
 ) -> None:
     async with running_exchange(
         database_dsn,
         dev_pki,
         keys_service,
         identity,
-        consent=consent,
+        consent=exchange_consent,
         retention=timedelta(days=30),
         retention_by_type={(CONSULT.system, CONSULT.code): timedelta(days=7)},
     ) as env:
@@ -232,7 +201,7 @@ async def test_retention_per_document_type(
         report = await env.sweeper.sweep_once(now=now() + timedelta(days=8))
         assert report.expired == 1
         await assert_shredded(env, consult.id, "org-b")
-        assert why(await refused(fetch(b, consult.id, reader))) == (
+        assert code_and_reason(await refused(fetch(b, consult.id, reader))) == (
             grpc.StatusCode.NOT_FOUND,
             "ERROR_REASON_DOCUMENT_EXPIRED",
         )
