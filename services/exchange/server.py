@@ -379,15 +379,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 now_stored = await self._store.document(document_id)
                 if now_stored is not None and _gone(now_stored, self._now()):
                     error = _gone_error(now_stored)
-                    await self._store.record(
-                        _event(
-                            principal,
-                            "exchange.document.fetch",
-                            document_id,
-                            outcome="denied",
-                            reason=error.reason_name,
-                        )
-                    )
+                    await self._refused(principal, "fetch", document_id, error)
                     raise error from None
                 raise await self._integrity_failure(principal, document_id, "content") from None
             if last:
@@ -661,20 +653,10 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             return_exceptions=True,
         )
         document = _result(read)
-        if (
-            isinstance(authorized, MedrelayError)
-            and authorized.code == grpc.StatusCode.PERMISSION_DENIED
-            and document is not None
-        ):  # an attempt on a document by someone not entitled to act: the patient's report
-            await self._store.record(
-                _event(
-                    Principal(practitioner_id, "", system.uri),
-                    f"exchange.document.{verb}",
-                    document_id,
-                    outcome="denied",
-                    reason=authorized.reason_name,
-                )
-            )
+        if isinstance(authorized, MedrelayError) and document is not None:
+            # An attempt on a document by someone not entitled to act: the patient's report.
+            actor = Principal(practitioner_id, "", system.uri)
+            await self._refused(actor, verb, document_id, authorized)
         principal = _result(authorized)
         if document is None:
             raise not_found("Document")

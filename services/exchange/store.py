@@ -435,10 +435,6 @@ class ExchangeStore:
             if document_id is not None:
                 await conn.execute("DELETE FROM pending_sends WHERE document_id = $1", document_id)
 
-    async def record_abandoned(self, event: audit.AuditEvent) -> None:
-        """The abandoned send's shred in the ledger."""
-        await self.record(event)
-
     async def expired(self, now: datetime, limit: int) -> list[tuple[str, bool]]:
         """Documents past their expiry not yet purged: (id, whether their wraps are shredded)."""
         rows = await self._pool.fetch(

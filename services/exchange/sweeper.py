@@ -98,7 +98,7 @@ class Sweeper:
                 if document_id is None:
                     break
                 shredded = await self._keys.shred(document_id)
-                await self._store.record_abandoned(
+                await self._store.record(
                     self._event("exchange.send.abandon", document_id, wraps_shredded=shredded)
                 )
                 done += 1
