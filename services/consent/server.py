@@ -19,7 +19,12 @@ current member): only Organization actors can match it, no care team is asked of
 `at` is free), and it cannot break the glass (INVALID_ARGUMENT on `actor.practitioner_id`).
 
 A consent belongs to the organisation whose system recorded it (store.py): another
-organisation's system cannot add a version to it or revoke it (PERMISSION_DENIED).
+organisation's system cannot add a version to it or revoke it (PERMISSION_DENIED). The FHIR
+gateway names the system it relays in `x-medrelay-system` (medrelay.acting) on every call it
+may make but Check, and the call is then that system's in every respect: the organisation that
+owns or may change a consent, and the actor of the audit record (the gateway in its `via`
+detail). Check does not read the header: the actor it decides for is in the request, and the
+gateway asks it as an enforcer, as exchange does.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import grpc
 
 from medrelay import audit
 from medrelay import validation as check
+from medrelay.acting import acting_caller
 from medrelay.blind_index import BlindIndex
 from medrelay.caller import current_caller
 from medrelay.common.v1 import types_pb2
@@ -41,10 +47,10 @@ from medrelay.consent.v1 import consent_service_pb2 as pb
 from medrelay.consent.v1 import consent_service_pb2_grpc as pb_grpc
 from medrelay.errors import invalid_field, not_found
 from medrelay.server import ServiceDefinition
-from medrelay.spiffe import IdentityKind
+from medrelay.spiffe import IdentityKind, PeerIdentity
 
 from . import page_tokens, provision_codec, rules
-from .access import ACCESS
+from .access import ACCESS, RELAY
 from .directory import CareTeams
 from .fhir_consent import parse_consent
 from .model import ActorKind, Consent, ConsentStatus, DefaultPolicy, Provision, Question
@@ -197,6 +203,7 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
     async def RecordConsent(
         self, request: pb.RecordConsentRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConsentRecord:
+        acting = acting_caller(context, RELAY)
         parsed = parse_consent(request.fhir_json)
         # With an id: a new version of that consent (or its first, FHIR update-as-create).
         consent_id = (
@@ -217,11 +224,12 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
             parsed.status.value,
             resource,
             provision_codec.encode(parsed.provision),
-            _caller_organization(),
+            _organization(acting),
             self._event(
                 "consent.consent.record",
                 "Consent",
                 consent_id,
+                acting=acting,
                 details={"status": parsed.status.value},
             ),
         )
@@ -230,6 +238,7 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
     async def RevokeConsent(
         self, request: pb.RevokeConsentRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConsentRecord:
+        acting = acting_caller(context, RELAY)
         consent_id = check.resource_id(request.consent_id, "consent_id")
         # Validated, then dropped: free text could name the patient. The audit records only
         # whether a reason was given.
@@ -238,13 +247,17 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
             "consent.consent.revoke",
             "Consent",
             consent_id,
+            acting=acting,
             details={"reason_given": bool(reason)},
         )
-        return _record(await self._store.revoke(consent_id, _caller_organization(), event))
+        return _record(await self._store.revoke(consent_id, _organization(acting), event))
 
     async def GetConsent(
         self, request: pb.GetConsentRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConsentRecord:
+        # Any system may read any consent; the gateway still names the one it relays, so that
+        # every call through it acts for someone.
+        acting_caller(context, RELAY)
         consent_id = check.resource_id(request.consent_id, "consent_id")
         if request.version < 0:
             raise invalid_field("version", "must not be negative")
@@ -256,6 +269,7 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
     async def ListConsentHistory(
         self, request: pb.ListConsentHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListConsentHistoryResponse:
+        acting_caller(context, RELAY)  # as GetConsent: read by any system, relayed by name
         system, value = _patient(request.patient, "patient")
         limit = check.page_size(request.page_size)
         after = page_tokens.history_cursor(request.page_token)
@@ -304,16 +318,24 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
         *,
         outcome: str = "success",
         reason: str = "",
+        acting: PeerIdentity | None = None,
         details: dict[str, audit.DetailValue] | None = None,
     ) -> audit.AuditEvent:
+        """An audit event whose actor is who the call acts as (`acting`, by default the
+        caller); when that is a system the gateway relays, the gateway is the `via` detail."""
+        caller = current_caller()
+        actor = acting or caller
+        details = dict(details or {})
+        if actor != caller:
+            details["via"] = caller.uri
         return audit.AuditEvent(
-            actor=current_caller().uri,
+            actor=actor.uri,
             action=action,
             resource_type=resource_type,
             resource_id=resource_id,
             outcome=outcome,
             reason=reason,
-            details=details or {},
+            details=details,
         )
 
 
@@ -358,10 +380,10 @@ def _data_class(value: str, field: str) -> str:
     return value
 
 
-def _caller_organization() -> str | None:
-    """The calling system's organisation; None for an administrator or the gateway."""
-    caller = current_caller()
-    return caller.organization_id if caller.kind is IdentityKind.SYSTEM else None
+def _organization(acting: PeerIdentity) -> str | None:
+    """The organisation of the system the call acts for (directly or relayed by the gateway);
+    None for an administrator, who may change any consent."""
+    return acting.organization_id if acting.kind is IdentityKind.SYSTEM else None
 
 
 def _names_care_team(provision: Provision) -> bool:

@@ -5,8 +5,8 @@ consent's id before reading its latest version, so concurrent new versions get c
 numbers and a second concurrent revocation finds the consent already inactive.
 
 A consent belongs to the organisation whose system recorded its first version (`recorded_org`,
-carried to every version; NULL when an administrator or the gateway recorded it). Only that
-organisation's systems, administrators and the gateway may add a version or revoke it.
+carried to every version; NULL when an administrator recorded it). Only that organisation's
+systems, directly or relayed by the gateway, and administrators may add a version or revoke it.
 """
 
 from __future__ import annotations
@@ -98,10 +98,10 @@ class ConsentStore:
     ) -> StoredConsent:
         """Add a version (version 1 for a new consent) with its audit record.
 
-        `organization` is the recording system's; None for an administrator or the gateway,
-        who may add a version to any consent. A system may add one only to a consent of its
-        own organisation (PERMISSION_DENIED otherwise), and only for the same patient
-        (INVALID_FHIR on Consent.patient otherwise); a refusal writes nothing.
+        `organization` is the recording system's (direct or relayed by the gateway); None for
+        an administrator, who may add a version to any consent. A system may add one only to a
+        consent of its own organisation (PERMISSION_DENIED otherwise), and only for the same
+        patient (INVALID_FHIR on Consent.patient otherwise); a refusal writes nothing.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             await _lock(conn, consent_id)
@@ -272,8 +272,8 @@ async def _lock(conn: asyncpg.Connection, consent_id: str) -> None:
 
 
 def _check_may_change(owner: str | None, organization: str | None) -> None:
-    """Administrators and the gateway (no organisation) may change any consent; a system only
-    its own organisation's, and not one an administrator or the gateway recorded."""
+    """Administrators (no organisation) may change any consent; a system, direct or relayed
+    by the gateway, only its own organisation's, and not one an administrator recorded."""
     if organization is not None and owner != organization:
         raise permission_denied(
             ErrorReason.ERROR_REASON_CALLER_NOT_ALLOWED,

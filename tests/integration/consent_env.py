@@ -83,7 +83,7 @@ class ConsentEnv:
 
     @property
     def gateway(self) -> pb_grpc.ConsentServiceStub:
-        """The FHIR gateway, recording on behalf of any organisation."""
+        """The FHIR gateway, which relays a system named in `x-medrelay-system`."""
         return self.stub(PeerIdentity.service(TRUST_DOMAIN, "gateway"))
 
     async def ledger(self) -> list[asyncpg.Record]:

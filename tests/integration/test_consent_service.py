@@ -1,14 +1,15 @@
 """The consent service over mutual TLS: recording, versions, revocation on the next Check,
 break-the-glass and its review, the care-team default policy through identity, Checks naming
 the patient by blind index, an organisation asking as a whole, the audit, what is stored (an
-allowlist), who may change a consent, concurrency and page tokens."""
+allowlist), who may change a consent, the gateway relaying a system, concurrency and page
+tokens."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -38,6 +39,12 @@ from .identity_env import TIMEOUT, TRUST_DOMAIN, IdentityEnv, register_practitio
 
 #: A name planted beside the identifier: finding it anywhere stored means it leaked.
 PLANTED_NAME = "Quillondebrac"
+#: The metadata in which the gateway names the system it relays.
+RELAY_HEADER = "x-medrelay-system"
+GATEWAY = PeerIdentity.service(TRUST_DOMAIN, "gateway")
+ORG_A_EHR = PeerIdentity.system(TRUST_DOMAIN, "org-a", "ehr")
+ORG_A_LAB = PeerIdentity.system(TRUST_DOMAIN, "org-a", "lab")
+ORG_B_EHR = PeerIdentity.system(TRUST_DOMAIN, "org-b", "ehr")
 
 
 @pytest.fixture(params=[DefaultPolicy.OPT_IN])
@@ -58,20 +65,36 @@ async def consent(
 care_team_policy = pytest.mark.parametrize("consent", [DefaultPolicy.CARE_TEAM], indirect=True)
 
 
+def relaying(*systems: PeerIdentity | str) -> tuple[tuple[str, str], ...]:
+    """The metadata of a call relayed by the gateway for `systems` (one, unless testing)."""
+    return tuple((RELAY_HEADER, str(system)) for system in systems)
+
+
 async def record(
-    env: ConsentEnv, fhir: str, stub: pb_grpc.ConsentServiceStub | None = None
+    env: ConsentEnv,
+    fhir: str,
+    stub: pb_grpc.ConsentServiceStub | None = None,
+    *,
+    relayed: PeerIdentity | None = None,
 ) -> pb.ConsentRecord:
     return await (stub or env.system()).RecordConsent(
-        pb.RecordConsentRequest(fhir_json=fhir), timeout=TIMEOUT
+        pb.RecordConsentRequest(fhir_json=fhir),
+        timeout=TIMEOUT,
+        metadata=relaying(relayed) if relayed else None,
     )
 
 
 async def revoke(
-    env: ConsentEnv, consent_id: str, stub: pb_grpc.ConsentServiceStub | None = None
+    env: ConsentEnv,
+    consent_id: str,
+    stub: pb_grpc.ConsentServiceStub | None = None,
+    *,
+    relayed: PeerIdentity | None = None,
 ) -> pb.ConsentRecord:
     return await (stub or env.system()).RevokeConsent(
         pb.RevokeConsentRequest(consent_id=consent_id, reason="the patient asked"),
         timeout=TIMEOUT,
+        metadata=relaying(relayed) if relayed else None,
     )
 
 
@@ -324,17 +347,15 @@ async def test_another_organisations_system_may_not_change_a_consent(
     assert (await revoke(consent, recorded.id, stub=lab)).version == 2
 
 
-async def test_administrators_and_the_gateway_may_change_any_consent(
-    consent: ConsentEnv,
-) -> None:
+async def test_administrators_may_change_any_consent(consent: ConsentEnv) -> None:
     patient = new_patient()
     recorded = await record(consent, consent_json(patient, provision("permit")))
-    by_gateway = await record(
+    by_admin = await record(
         consent,
         consent_json(patient, provision("deny"), consent_id=recorded.id),
-        stub=consent.gateway,
+        stub=consent.admin,
     )
-    assert by_gateway.version == 2
+    assert by_admin.version == 2
     assert (await revoke(consent, recorded.id, stub=consent.admin)).version == 3
     # The consent still belongs to org-a: its system may record a new version.
     again = await record(
@@ -343,16 +364,181 @@ async def test_administrators_and_the_gateway_may_change_any_consent(
     assert again.version == 4
 
 
-async def test_a_consent_the_gateway_recorded_is_changed_by_no_organisation(
+async def test_a_consent_an_administrator_recorded_is_changed_by_no_organisation(
+    consent: ConsentEnv,
+) -> None:
+    patient = new_patient()
+    recorded = await record(consent, consent_json(patient, provision("permit")), stub=consent.admin)
+    for call in (
+        revoke(consent, recorded.id),
+        revoke(consent, recorded.id, stub=consent.gateway, relayed=ORG_A_EHR),
+    ):
+        error = await refused(call)
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert (await revoke(consent, recorded.id, stub=consent.admin)).version == 2
+
+
+# -- the gateway relays a system ------------------------------------------------------------
+
+
+async def owner_of(env: ConsentEnv, consent_id: str) -> list[tuple[str, str | None]]:
+    """(recorded_by, recorded_org) of every version, oldest first."""
+    rows = await env.pool.fetch(
+        "SELECT recorded_by, recorded_org FROM consents WHERE id = $1 ORDER BY version",
+        consent_id,
+    )
+    return [(r["recorded_by"], r["recorded_org"]) for r in rows]
+
+
+async def test_a_consent_recorded_through_the_gateway_belongs_to_the_relayed_system(
     consent: ConsentEnv,
 ) -> None:
     patient = new_patient()
     recorded = await record(
-        consent, consent_json(patient, provision("permit")), stub=consent.gateway
+        consent, consent_json(patient, provision("permit")), consent.gateway, relayed=ORG_A_EHR
     )
-    error = await refused(revoke(consent, recorded.id))
-    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert (await revoke(consent, recorded.id, stub=consent.gateway)).version == 2
+    assert await owner_of(consent, recorded.id) == [(ORG_A_EHR.uri, "org-a")]
+    [audited] = [r for r in await consent.ledger() if r["resource_id"] == recorded.id]
+    assert audited["actor"] == ORG_A_EHR.uri
+    assert json.loads(audited["details"])["via"] == GATEWAY.uri
+    # org-a's own system, calling directly, owns it too.
+    direct = await record(
+        consent, consent_json(patient, provision("permit"), consent_id=recorded.id)
+    )
+    assert direct.version == 2
+
+    # org-b cannot change it, through the gateway as when its system calls directly.
+    before = await consent.table_counts()
+    for via, stub, relayed in (
+        ("gateway", consent.gateway, ORG_B_EHR),
+        ("direct", consent.system("org-b"), None),
+    ):
+        for call in (
+            revoke(consent, recorded.id, stub, relayed=relayed),
+            record(
+                consent,
+                consent_json(patient, provision("deny"), consent_id=recorded.id),
+                stub,
+                relayed=relayed,
+            ),
+        ):
+            error = await refused(call)
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED, via
+            assert reason_of(error) == "ERROR_REASON_CALLER_NOT_ALLOWED", via
+    assert await consent.table_counts() == before
+
+    # Relaying a system of org-a (another than the recording one), the gateway revokes it.
+    revoked = await revoke(consent, recorded.id, consent.gateway, relayed=ORG_A_LAB)
+    assert (revoked.version, revoked.status) == (3, "inactive")
+    revocation = (await consent.ledger())[-1]
+    assert (revocation["action"], revocation["actor"]) == ("consent.consent.revoke", ORG_A_LAB.uri)
+    assert json.loads(revocation["details"])["via"] == GATEWAY.uri
+    # A direct call names no intermediary.
+    assert "via" not in json.loads((await consent.ledger())[-2]["details"])
+    assert (await check(consent, patient)).decision == pb.DECISION_DENY
+
+
+async def test_the_gateway_reads_consents_for_the_system_it_relays(consent: ConsentEnv) -> None:
+    patient = new_patient()
+    recorded = await record(consent, consent_json(patient, provision("permit")))
+    read = await consent.gateway.GetConsent(
+        pb.GetConsentRequest(consent_id=recorded.id), timeout=TIMEOUT, metadata=relaying(ORG_B_EHR)
+    )
+    assert (read.id, read.version) == (recorded.id, 1)
+    history = await consent.gateway.ListConsentHistory(
+        pb.ListConsentHistoryRequest(patient=patient),
+        timeout=TIMEOUT,
+        metadata=relaying(ORG_B_EHR),
+    )
+    assert [(c.id, c.version) for c in history.consents] == [(recorded.id, 1)]
+
+
+async def test_the_gateway_checks_as_an_enforcer_without_relaying(consent: ConsentEnv) -> None:
+    # Check decides for the actor named in the request; the header is not read there.
+    patient = new_patient()
+    await record(consent, consent_json(patient, provision("permit")))
+    assert (await check(consent, patient, stub=consent.gateway)).decision == pb.DECISION_PERMIT
+
+
+async def test_the_gateway_must_name_one_system_of_its_trust_domain_and_no_one_else_may(
+    consent: ConsentEnv,
+) -> None:
+    patient = new_patient()
+    recorded = await record(consent, consent_json(patient, provision("permit")))
+    admin = PeerIdentity.admin(TRUST_DOMAIN, "admin")
+    exchange = PeerIdentity.service(TRUST_DOMAIN, "exchange")
+    cases: list[tuple[str, PeerIdentity, tuple[PeerIdentity | str, ...]]] = [
+        ("the gateway naming no one", GATEWAY, ()),
+        ("the gateway naming a system twice", GATEWAY, (ORG_A_EHR, ORG_A_EHR)),
+        ("the gateway naming two systems", GATEWAY, (ORG_A_EHR, ORG_B_EHR)),
+        ("the gateway naming junk", GATEWAY, ("not a spiffe id",)),
+        ("the gateway naming an empty value", GATEWAY, ("",)),
+        (
+            "the gateway naming a malformed system id",
+            GATEWAY,
+            (f"spiffe://{TRUST_DOMAIN}/org/Org-A/system/ehr",),
+        ),
+        ("the gateway naming an admin", GATEWAY, (admin,)),
+        ("the gateway naming a service", GATEWAY, (exchange,)),
+        (
+            "the gateway naming a system of another trust domain",
+            GATEWAY,
+            ("spiffe://elsewhere.test/org/org-a/system/ehr",),
+        ),
+        ("a system naming itself", ORG_A_EHR, (ORG_A_EHR,)),
+        ("a system naming another", ORG_A_EHR, (ORG_B_EHR,)),
+        ("an admin naming a system", admin, (ORG_A_EHR,)),
+        # The enforcer exchange reads consents as itself, and may not relay either.
+        ("exchange naming a system", exchange, (ORG_A_EHR,)),
+    ]
+    calls: list[tuple[str, Callable[[pb_grpc.ConsentServiceStub, Any], Any]]] = [
+        (
+            "RecordConsent",
+            lambda stub, md: stub.RecordConsent(
+                pb.RecordConsentRequest(
+                    fhir_json=consent_json(patient, provision("deny"), consent_id=recorded.id)
+                ),
+                timeout=TIMEOUT,
+                metadata=md,
+            ),
+        ),
+        (
+            "RevokeConsent",
+            lambda stub, md: stub.RevokeConsent(
+                pb.RevokeConsentRequest(consent_id=recorded.id), timeout=TIMEOUT, metadata=md
+            ),
+        ),
+        (
+            "GetConsent",
+            lambda stub, md: stub.GetConsent(
+                pb.GetConsentRequest(consent_id=recorded.id), timeout=TIMEOUT, metadata=md
+            ),
+        ),
+        (
+            "ListConsentHistory",
+            lambda stub, md: stub.ListConsentHistory(
+                pb.ListConsentHistoryRequest(patient=patient), timeout=TIMEOUT, metadata=md
+            ),
+        ),
+    ]
+    problems = []
+    before = await consent.table_counts()
+    for name, identity, relayed in cases:
+        stub = consent.stub(identity)
+        for rpc, call in calls:
+            if identity == exchange and rpc in {"RecordConsent", "RevokeConsent"}:
+                continue  # not exchange's to call at all (PERMISSION_DENIED by the table)
+            try:
+                await call(stub, relaying(*relayed))
+            except grpc.aio.AioRpcError as error:
+                info = error_info(error)
+                field = info.metadata.get("field") if info else None
+                if error.code() != grpc.StatusCode.INVALID_ARGUMENT or field != RELAY_HEADER:
+                    problems.append(f"{name} ({rpc}): {error.code()} on {field}")
+            else:
+                problems.append(f"{name} ({rpc}): accepted")
+    assert problems == [], "\n".join(problems)
+    assert await consent.table_counts() == before
 
 
 async def test_a_version_for_another_patient_is_refused_and_writes_nothing(

@@ -88,7 +88,9 @@ class ConsentServiceServicer:
     def RecordConsent(self, request, context):
         """Records a new consent, or a new version of an existing one. Audited. A consent belongs to
         the organisation whose system recorded it: a system of another organisation may not add a
-        version (PERMISSION_DENIED); administrators and the gateway may.
+        version (PERMISSION_DENIED); administrators may. The gateway names the system it relays in
+        the `x-medrelay-system` metadata (also on RevokeConsent, GetConsent and
+        ListConsentHistory), and the call is that system's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,7 +98,8 @@ class ConsentServiceServicer:
 
     def RevokeConsent(self, request, context):
         """Revokes a consent (a new version with status inactive); effective on the next Check.
-        Audited. Only the consent's organisation's systems, administrators and the gateway may.
+        Audited. Only the consent's organisation's systems (directly or through the gateway) and
+        administrators may.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
