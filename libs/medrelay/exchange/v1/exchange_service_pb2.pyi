@@ -23,6 +23,13 @@ class NoticeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     NOTICE_KIND_UNSPECIFIED: _ClassVar[NoticeKind]
     NOTICE_KIND_NON_DELIVERY: _ClassVar[NoticeKind]
+
+class AccessOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACCESS_OUTCOME_UNSPECIFIED: _ClassVar[AccessOutcome]
+    ACCESS_OUTCOME_SUCCESS: _ClassVar[AccessOutcome]
+    ACCESS_OUTCOME_DENIED: _ClassVar[AccessOutcome]
+    ACCESS_OUTCOME_ERROR: _ClassVar[AccessOutcome]
 DELIVERY_STATE_UNSPECIFIED: DeliveryState
 DELIVERY_STATE_DELIVERED: DeliveryState
 DELIVERY_STATE_FETCHED: DeliveryState
@@ -30,6 +37,10 @@ DELIVERY_STATE_READ: DeliveryState
 DELIVERY_STATE_REVOKED: DeliveryState
 NOTICE_KIND_UNSPECIFIED: NoticeKind
 NOTICE_KIND_NON_DELIVERY: NoticeKind
+ACCESS_OUTCOME_UNSPECIFIED: AccessOutcome
+ACCESS_OUTCOME_SUCCESS: AccessOutcome
+ACCESS_OUTCOME_DENIED: AccessOutcome
+ACCESS_OUTCOME_ERROR: AccessOutcome
 
 class DocumentHeader(_message.Message):
     __slots__ = ("request_id", "practitioner_id", "patient", "recipients", "type", "specialty", "title", "content_type", "note", "size_bytes", "purpose", "data_classes")
@@ -256,3 +267,49 @@ class ListNoticesResponse(_message.Message):
     notices: _containers.RepeatedCompositeFieldContainer[Notice]
     next_page_token: str
     def __init__(self, notices: _Optional[_Iterable[_Union[Notice, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListPatientAccessesRequest(_message.Message):
+    __slots__ = ("practitioner_id", "patient", "page_size", "page_token")
+    PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    practitioner_id: str
+    patient: _types_pb2.PatientIdentifier
+    page_size: int
+    page_token: str
+    def __init__(self, practitioner_id: _Optional[str] = ..., patient: _Optional[_Union[_types_pb2.PatientIdentifier, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class AccessRecord(_message.Message):
+    __slots__ = ("sequence", "occurred_time", "action", "outcome", "reason", "document_id", "actor_practitioner_id", "actor_organization_id", "actor_system", "purpose", "emergency")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    EMERGENCY_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    occurred_time: _timestamp_pb2.Timestamp
+    action: str
+    outcome: AccessOutcome
+    reason: str
+    document_id: str
+    actor_practitioner_id: str
+    actor_organization_id: str
+    actor_system: str
+    purpose: str
+    emergency: bool
+    def __init__(self, sequence: _Optional[int] = ..., occurred_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., action: _Optional[str] = ..., outcome: _Optional[_Union[AccessOutcome, str]] = ..., reason: _Optional[str] = ..., document_id: _Optional[str] = ..., actor_practitioner_id: _Optional[str] = ..., actor_organization_id: _Optional[str] = ..., actor_system: _Optional[str] = ..., purpose: _Optional[str] = ..., emergency: _Optional[bool] = ...) -> None: ...
+
+class ListPatientAccessesResponse(_message.Message):
+    __slots__ = ("records", "next_page_token")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[AccessRecord]
+    next_page_token: str
+    def __init__(self, records: _Optional[_Iterable[_Union[AccessRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -75,6 +75,11 @@ class ExchangeServiceStub:
                 request_serializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesRequest.SerializeToString,
                 response_deserializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesResponse.FromString,
                 _registered_method=True)
+        self.ListPatientAccesses = channel.unary_unary(
+                '/medrelay.exchange.v1.ExchangeService/ListPatientAccesses',
+                request_serializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPatientAccessesRequest.SerializeToString,
+                response_deserializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPatientAccessesResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -142,6 +147,22 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPatientAccesses(self, request, context):
+        """The patient's access report ("who opened my record, when, and why"): every record of
+        this service's audit ledger about one of the patient's documents (sends, fetches, every
+        refused attempt, forwards, recalls, retention) and about earlier access reports on the
+        patient, newest first. Only for a practitioner (authorised by identity for the calling
+        system, as in every call) whose organisation took part in the patient's care through
+        medrelay: it sent, or holds or held a delivery of, at least one of the patient's
+        documents, recalled or expired ones included. Anyone else gets an empty page, the same
+        answer as for a patient nobody knows. Every call is itself in the ledger (action
+        `exchange.patient.access_report`, under a new opaque id, never the patient's identifier
+        or index) and shows in later reports on the patient.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +205,11 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.ListNotices,
                     request_deserializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesRequest.FromString,
                     response_serializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesResponse.SerializeToString,
+            ),
+            'ListPatientAccesses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPatientAccesses,
+                    request_deserializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPatientAccessesRequest.FromString,
+                    response_serializer=medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPatientAccessesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -403,6 +429,33 @@ class ExchangeService:
             '/medrelay.exchange.v1.ExchangeService/ListNotices',
             medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesRequest.SerializeToString,
             medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListNoticesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPatientAccesses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medrelay.exchange.v1.ExchangeService/ListPatientAccesses',
+            medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPatientAccessesRequest.SerializeToString,
+            medrelay_dot_exchange_dot_v1_dot_exchange__service__pb2.ListPatientAccessesResponse.FromString,
             options,
             channel_credentials,
             insecure,
