@@ -25,6 +25,9 @@ ACCESS = AccessTable(
             "RecallDocument",
             "GetDocument",
             "ListNotices",
+            # The patient's access report: who may see which report is decided in the
+            # servicer (report.py), like every document's access.
+            "ListPatientAccesses",
         )
     },
 )

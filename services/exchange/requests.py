@@ -222,6 +222,49 @@ def next_page_token(when: datetime, ident: str) -> str:
     return check.encode_page_token(json.dumps([when.isoformat(), ident]))
 
 
+@dataclass(frozen=True)
+class AccessReportRequest:
+    """ListPatientAccesses, checked."""
+
+    practitioner_id: str
+    patient: tuple[str, str]
+    page_size: int
+    before_seq: int | None
+
+
+def access_report(request: pb.ListPatientAccessesRequest) -> AccessReportRequest:
+    """ListPatientAccesses: a practitioner, a patient, a page size and a token."""
+    practitioner_id = practitioner(request.practitioner_id)
+    if not request.HasField("patient"):
+        raise invalid_field("patient", "is required")
+    patient = check.patient_identifier(request.patient.system, request.patient.value, "patient")
+    return AccessReportRequest(
+        practitioner_id=practitioner_id,
+        patient=patient,
+        page_size=check.page_size(request.page_size),
+        before_seq=sequence_page_token(request.page_token),
+    )
+
+
+def sequence_page_token(value: str) -> int | None:
+    """The ledger sequence number a report's page token resumes below, exactly as issued."""
+    raw = check.page_token(value)
+    if not raw:
+        return None
+    try:
+        [seq] = json.loads(raw)
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 < seq < 2**63:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise invalid_field("page_token", "is not a token this service issued") from None
+    return seq
+
+
+def next_sequence_page_token(seq: int) -> str:
+    """The token resuming below ledger sequence number `seq`."""
+    return check.encode_page_token(json.dumps([seq]))
+
+
 def recipient_refs(refs: Sequence[types_pb2.RecipientRef]) -> list[Mapping[str, str]]:
     """References as stored: ids only."""
     stored: list[Mapping[str, str]] = []

@@ -42,7 +42,7 @@ from medrelay.exchange.v1 import exchange_service_pb2 as pb
 from medrelay.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from medrelay.server import ServiceDefinition
 
-from . import requests, sealing, views
+from . import report, requests, sealing, views
 from .access import ACCESS
 from .acting import acting_system
 from .consent_client import ConsentDecisions, Decision
@@ -459,6 +459,69 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         if len(notices) > size:
             last = notices[size - 1]
             response.next_page_token = requests.next_page_token(last.create_time, last.id)
+        return response
+
+    async def ListPatientAccesses(
+        self, request: pb.ListPatientAccessesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPatientAccessesResponse:
+        """The patient's access report. Who may see it (report.py): a practitioner identity
+        authorises for the calling system (or the system the gateway relays), whose
+        organisation sent or received one of the patient's documents; anyone else gets an
+        empty page, as for a patient nobody knows. Every call is in the ledger under a new
+        opaque report id that only `access_reports` links to the patient's blind index, so
+        later reports on the patient show it; an identity refusal is recorded there too."""
+        bind_deadline(context)
+        asked = requests.access_report(request)
+        system = acting_system(context)
+        authorized, indexed = await asyncio.gather(
+            self._directory.authorize(system, asked.practitioner_id),
+            self._indexer.patient(*asked.patient),
+            return_exceptions=True,
+        )
+        report_id = str(uuid.uuid4())
+        if isinstance(authorized, BaseException):
+            if (
+                isinstance(authorized, MedrelayError)
+                and authorized.code == grpc.StatusCode.PERMISSION_DENIED
+                and isinstance(indexed, str)
+            ):
+                actor = Principal(asked.practitioner_id, "", system.uri)
+                await self._store.record_report(
+                    report_id,
+                    indexed,
+                    _report_event(
+                        actor, report_id, outcome="denied", reason=authorized.reason_name
+                    ),
+                )
+            raise authorized
+        principal = authorized
+        patient_index = _result(indexed)
+        size = asked.page_size
+        in_care = await self._store.took_part(patient_index, principal.organization_id)
+        accesses = (
+            await self._store.patient_accesses(patient_index, asked.before_seq, size + 1)
+            if in_care
+            else []
+        )
+        page = accesses[:size]
+        # Recorded before anything is answered: no report leaves unrecorded.
+        await self._store.record_report(
+            report_id,
+            patient_index,
+            _report_event(
+                principal,
+                report_id,
+                records=len(page),
+                continued=asked.before_seq is not None,
+            )
+            if in_care
+            else _report_event(principal, report_id, outcome="denied", reason=report.NOT_IN_CARE),
+        )
+        response = pb.ListPatientAccessesResponse(
+            records=[views.access_record(report.entry(a.record, a.document_purpose)) for a in page]
+        )
+        if len(accesses) > size:
+            response.next_page_token = requests.next_sequence_page_token(page[-1].record.seq)
         return response
 
     # --- changes ---------------------------------------------------------------------------
@@ -892,12 +955,13 @@ def _event(
     *,
     outcome: str = "success",
     reason: str = "",
+    resource_type: str = "Document",
     **details: str | int | bool,
 ) -> audit.AuditEvent:
     return audit.AuditEvent(
         actor=f"practitioner/{principal.practitioner_id}",
         action=action,
-        resource_type="Document",
+        resource_type=resource_type,
         resource_id=resource_id,
         outcome=outcome,
         reason=reason,
@@ -906,6 +970,27 @@ def _event(
             "system": principal.system_uri,
             **{k: v for k, v in details.items() if v != ""},
         },
+    )
+
+
+def _report_event(
+    principal: Principal,
+    report_id: str,
+    *,
+    outcome: str = "success",
+    reason: str = "",
+    **details: str | int | bool,
+) -> audit.AuditEvent:
+    """A ListPatientAccesses call's ledger record: the patient appears only as the report's
+    one-time id (resource type Patient), never as an identifier or index."""
+    return _event(
+        principal,
+        report.ACTION,
+        report_id,
+        outcome=outcome,
+        reason=reason,
+        resource_type=report.RESOURCE_TYPE,
+        **details,
     )
 
 

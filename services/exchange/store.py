@@ -75,6 +75,15 @@ class InboxFilter:
 
 
 @dataclass(frozen=True)
+class LedgerAccess:
+    """A ledger record of a patient's access report, with the purpose its document was sent
+    for (None for the record of a report)."""
+
+    record: audit.AuditRecord
+    document_purpose: str | None
+
+
+@dataclass(frozen=True)
 class StoredNotice:
     """A notice to a sender."""
 
@@ -338,7 +347,76 @@ class ExchangeStore:
             for row in rows
         ]
 
+    async def took_part(self, patient_index: str, organization_id: str) -> bool:
+        """Whether the organisation sent, or holds or held a delivery of, one of the patient's
+        documents (recalled or expired ones too)."""
+        return bool(
+            await self._pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM documents d WHERE d.patient_index = $1 "
+                "AND d.sealed_header IS NOT NULL AND (d.sender_organization_id = $2 "
+                "OR EXISTS (SELECT 1 FROM deliveries v WHERE v.document_id = d.id "
+                "AND v.organization_id = $2)))",
+                patient_index,
+                organization_id,
+            )
+        )
+
+    async def patient_accesses(
+        self, patient_index: str, before_seq: int | None, limit: int
+    ) -> list[LedgerAccess]:
+        """The ledger records about the patient's documents and earlier reports on the
+        patient, newest first, below `before_seq`, at most `limit` (through the index on the
+        ledger's resource, one index range per document)."""
+        columns = (
+            "l.seq, l.occurred_at, l.actor, l.action, l.resource_type, l.resource_id, "
+            "l.outcome, l.reason, l.details::text AS details, l.prev_hash, l.hash"
+        )
+        rows = await self._pool.fetch(
+            f"SELECT {columns}, d.purpose AS document_purpose FROM documents d "
+            "JOIN audit_ledger l ON l.resource_type = 'Document' AND l.resource_id = d.id "
+            "WHERE d.patient_index = $1 AND l.seq < $2 "
+            f"UNION ALL SELECT {columns}, NULL FROM access_reports r "
+            "JOIN audit_ledger l ON l.resource_type = 'Patient' AND l.resource_id = r.id "
+            "WHERE r.patient_index = $1 AND l.seq < $2 "
+            "ORDER BY seq DESC LIMIT $3",
+            patient_index,
+            _MAX_SEQ if before_seq is None else before_seq,
+            limit,
+        )
+        return [
+            LedgerAccess(
+                audit.AuditRecord(
+                    seq=row["seq"],
+                    occurred_at=row["occurred_at"],
+                    actor=row["actor"],
+                    action=row["action"],
+                    resource_type=row["resource_type"],
+                    resource_id=row["resource_id"],
+                    outcome=row["outcome"],
+                    reason=row["reason"],
+                    details=json.loads(row["details"]),
+                    prev_hash=bytes(row["prev_hash"]),
+                    hash=bytes(row["hash"]),
+                ),
+                row["document_purpose"],
+            )
+            for row in rows
+        ]
+
     # --- changes ---------------------------------------------------------------------------
+
+    async def record_report(
+        self, report_id: str, patient_index: str, event: audit.AuditEvent
+    ) -> None:
+        """A report's ledger record, and the link from its one-time id to the patient's index
+        that later reports find it by."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO access_reports (id, patient_index) VALUES ($1, $2)",
+                report_id,
+                patient_index,
+            )
+            await audit.append(conn, event)
 
     async def record(self, event: audit.AuditEvent) -> None:
         """A ledger record on its own (a refusal, which changes nothing else)."""
@@ -579,6 +657,9 @@ class ExchangeStore:
             _document(row, tuple(deliveries[row["id"]]), tuple(forwards[row["id"]])) for row in rows
         ]
 
+
+#: Above every ledger sequence number (bigint): the first page of a report.
+_MAX_SEQ = 2**63 - 1
 
 #: The states a delivery may move to `state` from.
 _BEFORE: Mapping[DeliveryState, tuple[DeliveryState, ...]] = {

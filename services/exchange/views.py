@@ -15,12 +15,19 @@ from medrelay.common.v1 import types_pb2
 from medrelay.exchange.v1 import exchange_service_pb2 as pb
 
 from .model import Coding, Delivery, DeliveryState, SealedHeader, StoredDocument, StoredForward
+from .report import AccessEntry
 
 _STATES = {
     DeliveryState.DELIVERED: pb.DELIVERY_STATE_DELIVERED,
     DeliveryState.FETCHED: pb.DELIVERY_STATE_FETCHED,
     DeliveryState.READ: pb.DELIVERY_STATE_READ,
     DeliveryState.REVOKED: pb.DELIVERY_STATE_REVOKED,
+}
+
+_OUTCOMES = {
+    "success": pb.ACCESS_OUTCOME_SUCCESS,
+    "denied": pb.ACCESS_OUTCOME_DENIED,
+    "error": pb.ACCESS_OUTCOME_ERROR,
 }
 
 
@@ -122,4 +129,21 @@ def _view(
         forwards=[_forward(f, notes) for f in forwards],
         recall_reason=document.recall_reason,
         expired=document.purge_time is not None,
+    )
+
+
+def access_record(entry: AccessEntry) -> pb.AccessRecord:
+    """One record of a patient's access report."""
+    return pb.AccessRecord(
+        sequence=entry.sequence,
+        occurred_time=check.to_timestamp(entry.occurred_at),
+        action=entry.action,
+        outcome=_OUTCOMES[entry.outcome],
+        reason=entry.reason,
+        document_id=entry.document_id,
+        actor_practitioner_id=entry.actor_practitioner_id,
+        actor_organization_id=entry.actor_organization_id,
+        actor_system=entry.actor_system,
+        purpose=entry.purpose,
+        emergency=entry.emergency,
     )
