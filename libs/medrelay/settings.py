@@ -30,14 +30,14 @@ def setting(name: str, doc: str, parse: Callable[[str], Any] = str, **kwargs: An
     return field(metadata={"env": name, "doc": doc, "parse": parse}, **kwargs)
 
 
-def _address(value: str) -> str:
+def address(value: str) -> str:
     match = _ADDRESS.fullmatch(value)
     if not match or not 0 < int(match.group(2)) < 65536:
         raise ValueError("expected host:port with a port from 1 to 65535")
     return value
 
 
-def _trust_domain(value: str) -> str:
+def trust_domain_name(value: str) -> str:
     # The same rule PeerIdentity applies, so a trust domain accepted here is usable there.
     try:
         PeerIdentity.service(value, "settings-check")
@@ -65,14 +65,14 @@ def positive_float(value: str) -> float:
     return number
 
 
-def _log_level(value: str) -> str:
+def log_level_name(value: str) -> str:
     upper = value.upper()
     if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
     return upper
 
 
-def _log_format(value: str) -> str:
+def log_format_name(value: str) -> str:
     if value not in {"json", "console"}:
         raise ValueError("expected json or console")
     return value
@@ -91,13 +91,13 @@ class ServiceSettings:
     listen_address: str = setting(
         "MEDRELAY_LISTEN_ADDRESS",
         "host:port to serve gRPC on; defaults to 127.0.0.1 and the service's port.",
-        _address,
+        address,
         default="",
     )
     trust_domain: str = setting(
         "MEDRELAY_TRUST_DOMAIN",
         "The SPIFFE trust domain of every identity this deployment accepts.",
-        _trust_domain,
+        trust_domain_name,
         default="medrelay.local",
     )
     pki_dir: Path = setting(
@@ -136,11 +136,11 @@ class ServiceSettings:
         positive_float,
         default=10.0,
     )
-    log_level: str = setting("MEDRELAY_LOG_LEVEL", "Log level.", _log_level, default="INFO")
+    log_level: str = setting("MEDRELAY_LOG_LEVEL", "Log level.", log_level_name, default="INFO")
     log_format: str = setting(
         "MEDRELAY_LOG_FORMAT",
         "json (one object a line) or console.",
-        _log_format,
+        log_format_name,
         default="json",
     )
     otlp_endpoint: str = setting(
@@ -167,13 +167,18 @@ class ServiceSettings:
 
     def peer_address(self, service: str, env: Mapping[str, str] | None = None) -> str:
         """Where another service listens: MEDRELAY_<SERVICE>_ADDRESS or its local default."""
-        source = os.environ if env is None else env
-        variable = f"MEDRELAY_{service.upper()}_ADDRESS"
-        value = source.get(variable, f"127.0.0.1:{DEFAULT_PORTS[service]}")
-        try:
-            return _address(value)
-        except ValueError as exc:
-            raise SettingsError(f"{variable}: {exc}") from None
+        return peer_address(service, env)
+
+
+def peer_address(service: str, env: Mapping[str, str] | None = None) -> str:
+    """Where a service listens: MEDRELAY_<SERVICE>_ADDRESS or its local default."""
+    source = os.environ if env is None else env
+    variable = f"MEDRELAY_{service.upper()}_ADDRESS"
+    value = source.get(variable, f"127.0.0.1:{DEFAULT_PORTS[service]}")
+    try:
+        return address(value)
+    except ValueError as exc:
+        raise SettingsError(f"{variable}: {exc}") from None
 
 
 T = TypeVar("T")

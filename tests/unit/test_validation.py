@@ -58,9 +58,9 @@ def test_ids_and_certificate_names_follow_one_rule() -> None:
 
 
 def test_a_listen_address_must_match_in_full() -> None:
-    assert settings._address("127.0.0.1:7101") == "127.0.0.1:7101"
+    assert settings.address("127.0.0.1:7101") == "127.0.0.1:7101"
     with pytest.raises(ValueError):
-        settings._address("127.0.0.1:7101\n")
+        settings.address("127.0.0.1:7101\n")
 
 
 @pytest.mark.parametrize(
