@@ -1,0 +1,175 @@
+"""Reading FHIR JSON from a request and writing it to a response.
+
+A body is read up to the configured limit (413 before anything is parsed when the declared
+length is over it), parsed, and validated with fhir.resources' R4B models (for the resources
+served here R4B is R4; the package's default models are R5), so a malformed element is a 400
+whose `expression` is the FHIRPath of the element to fix. fhir.resources checks structure and
+datatypes, not value sets or the rules medrelay adds: the mapping modules check those.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Final
+
+from aiohttp import web
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from .outcome import FhirError, bad_request, too_large
+
+FHIR_JSON: Final = "application/fhir+json"
+#: Media types accepted for a FHIR JSON body.
+JSON_MEDIA_TYPES: Final = frozenset({FHIR_JSON, "application/json"})
+_READ_CHUNK = 256 * 1024
+#: Deeper JSON exhausts fhir.resources' recursion; real resources stay far below.
+MAX_DEPTH: Final = 64
+
+
+async def read_resource(
+    request: web.Request, expected_type: str, *, max_bytes: int, max_entries: int = 0
+) -> dict[str, Any]:
+    """The request's body as a validated resource of `expected_type`, as plain JSON."""
+    if request.content_type not in JSON_MEDIA_TYPES:
+        raise FhirError(
+            415, f"send the {expected_type} as {FHIR_JSON}, not {request.content_type or 'nothing'}"
+        )
+    body = await read_body(request, max_bytes)
+    resource = parse_json(body)
+    actual_type = resource.get("resourceType")
+    if actual_type != expected_type:
+        shown = actual_type if isinstance(actual_type, str) and actual_type.isalnum() else "?"
+        raise bad_request(
+            f"expected a {expected_type} resource, got resourceType {shown[:64]}",
+            f"{expected_type}.resourceType" if shown != "?" else expected_type,
+        )
+    entries = resource.get("entry")
+    if max_entries and isinstance(entries, list) and len(entries) > max_entries:
+        raise FhirError(
+            413,
+            f"the Bundle has {len(entries)} entries; at most {max_entries} "
+            "are accepted in one request",
+            (f"{expected_type}.entry",),
+            code="too-long",
+        )
+    validate(resource, expected_type)
+    return resource
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body, refusing more than `max_bytes` (declared or actually sent)."""
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise too_large(f"the body is {declared} bytes; at most {max_bytes} are accepted")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(_READ_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large(f"the body is over {max_bytes} bytes, the most accepted")
+        parts.append(chunk)
+    if size == 0:
+        raise bad_request("the request has no body; send a FHIR resource as JSON")
+    return b"".join(parts)
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """A JSON object; a syntax error names the line and column, never the content."""
+    try:
+        value = json.loads(body, object_pairs_hook=_no_duplicate_keys)
+    except UnicodeDecodeError:
+        raise bad_request("the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise bad_request(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except _DuplicateKey as exc:
+        raise bad_request(f"the JSON object has the property {exc.name!r} twice") from None
+    except RecursionError:
+        raise bad_request(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
+    if not isinstance(value, dict):
+        raise bad_request("the body must be a JSON object (a FHIR resource)")
+    if _depth(value) > MAX_DEPTH:
+        raise bad_request(f"the JSON is nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest (iteratively: the input is untrusted)."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name[:64]
+
+
+def _no_duplicate_keys(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def validate(resource: dict[str, Any], resource_type: str) -> None:
+    """Raise a 400 naming the first bad element (FHIRPath) when fhir.resources refuses it."""
+    try:
+        model = get_fhir_model_class(resource_type)
+        model.model_validate(resource)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid"}
+        path = fhir_path(resource_type, first.get("loc", ()))
+        raise bad_request(f"{path}: {_problem(first)}", path) from None
+    except (KeyError, ValueError, TypeError):
+        raise bad_request(f"the {resource_type} is not valid FHIR R4", resource_type) from None
+
+
+def _problem(error: Any) -> str:
+    """The validator's explanation, without the offending value (it may be clinical)."""
+    kind = str(error.get("type", ""))
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not an element of this resource in FHIR R4"
+    message = str(error.get("msg", "is invalid"))
+    return message[:200]
+
+
+def fhir_path(resource_type: str, location: Sequence[Any]) -> str:
+    """('entry', 0, 'resource', 'status') → Bundle.entry[0].resource.status."""
+    path = resource_type
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif isinstance(part, str) and part and not part.startswith(("function-", "__")):
+            path += f".{part}"
+    return path
+
+
+def fhir_response(
+    resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A FHIR JSON response."""
+    return web.Response(
+        status=status,
+        body=json.dumps(resource, separators=(",", ":"), ensure_ascii=False).encode(),
+        content_type=FHIR_JSON,
+        charset="utf-8",
+        headers=headers,
+    )
