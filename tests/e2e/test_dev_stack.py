@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.request import urlopen
 
 import asyncpg
 import grpc
@@ -76,12 +79,29 @@ def admin_stub(home: Path, port: int) -> tuple[grpc.Channel, pb_grpc.IdentitySer
     return channel, pb_grpc.IdentityServiceStub(channel)
 
 
+def capability_statement(home: Path, port: int) -> dict[str, object]:
+    """GET /metadata from the dev stack's FHIR gateway as a demo hospital's EHR system."""
+    paths = DevPki.load(home / "pki", TRUST_DOMAIN).paths(
+        PeerIdentity.system(TRUST_DOMAIN, "hopital-a", "ehr")
+    )
+    context = ssl.create_default_context(cafile=str(paths.ca))
+    context.load_cert_chain(str(paths.cert), str(paths.key))
+    with urlopen(f"https://127.0.0.1:{port}/metadata", context=context, timeout=10) as answer:
+        assert answer.headers.get_content_type() == "application/fhir+json"
+        document: dict[str, object] = json.loads(answer.read())
+        return document
+
+
 def test_dev_stack_starts_serves_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> None:
     home = tmp_path / "home"
     base = random.randint(20_000, 40_000)
     process, lines = start_dev(home, base)
     try:
         assert any("identity" in line and f"127.0.0.1:{base + 1}" in line for line in lines)
+        assert any(
+            "gateway" in line and f"https://127.0.0.1:{base + 343}" in line for line in lines
+        )
+        assert capability_statement(home, base + 343)["resourceType"] == "CapabilityStatement"
         channel, stub = admin_stub(home, base + 1)
         with channel:
             stub.CreateOrganization(
