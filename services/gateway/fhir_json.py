@@ -77,7 +77,8 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
 def parse_json(body: bytes) -> dict[str, Any]:
     """A JSON object; a syntax error names the line and column, never the content."""
     try:
-        value = json.loads(body, object_pairs_hook=_no_duplicate_keys)
+        # FHIR JSON is UTF-8; json.loads would guess UTF-16 or UTF-32 from a byte order mark.
+        value = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except UnicodeDecodeError:
         raise bad_request("the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
