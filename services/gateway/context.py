@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import grpc
 from aiohttp import web
@@ -34,6 +35,12 @@ GATEWAY_KEY: Final[web.AppKey[Gateway]] = web.AppKey("gateway")
 STREAMING: Final = web.RequestKey("streaming", bool)
 #: Most sends in flight at once; more wait for a thread.
 SEND_THREADS: Final = 64
+#: Chunks of a streamed upload held between the request body and the send (1 MiB each).
+HANDOFF_DEPTH: Final = 4
+
+
+class _Abort(Exception):
+    """Ends a streamed send's request iterator: the source failed, the send must not land."""
 
 
 @dataclass
@@ -86,6 +93,70 @@ class Gateway:
             return await loop.run_in_executor(self.send_pool, send)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, field_paths) from None
+
+    async def send_streamed(
+        self,
+        caller: Caller,
+        header: exchange_pb.DocumentHeader,
+        chunks: AsyncIterator[bytes],
+        field_paths: dict[str, str],
+    ) -> exchange_pb.Document:
+        """One SendDocument fed from an async source as it arrives (a request body part),
+        through the blocking API's thread: at most HANDOFF_DEPTH chunks are held at once.
+
+        When the source fails (the client went away, its hash does not match), the request
+        iterator raises, gRPC cancels the send, and exchange keeps nothing of it.
+        """
+        loop = asyncio.get_running_loop()
+        handoff: queue.SimpleQueue[bytes | _Abort | None] = queue.SimpleQueue()
+        room = asyncio.Semaphore(HANDOFF_DEPTH)
+
+        def messages() -> Iterator[exchange_pb.SendDocumentRequest]:
+            yield exchange_pb.SendDocumentRequest(header=header)
+            while True:
+                item = handoff.get()
+                loop.call_soon_threadsafe(room.release)
+                if item is None:
+                    return
+                if isinstance(item, _Abort):
+                    raise item
+                yield exchange_pb.SendDocumentRequest(chunk=item)
+
+        def send() -> exchange_pb.Document:
+            document: exchange_pb.Document = self.blocking_exchange.SendDocument(
+                messages(),
+                timeout=self.settings.transfer_timeout_seconds,
+                metadata=caller.metadata,
+            )
+            return document
+
+        async def feed() -> None:
+            try:
+                async for chunk in chunks:
+                    await room.acquire()
+                    handoff.put(chunk)
+            except BaseException:
+                handoff.put(_Abort())
+                raise
+            handoff.put(None)
+
+        sending: asyncio.Future[exchange_pb.Document] = loop.run_in_executor(self.send_pool, send)
+        feeding: asyncio.Future[None] = asyncio.ensure_future(feed())
+        try:
+            pending: list[asyncio.Future[Any]] = [sending, feeding]
+            await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            if not feeding.done():
+                feeding.cancel()
+                handoff.put(_Abort())  # even if feed() never ran, the sender must not wait on
+        if feeding.done() and not feeding.cancelled() and feeding.exception() is not None:
+            await asyncio.gather(sending, return_exceptions=True)
+            raise feeding.exception()  # type: ignore[misc]
+        try:
+            return await sending
+        except grpc.RpcError as exc:
+            failure: Any = exc  # a blocking call's error is also its grpc.Call
+            raise from_rpc_error(failure, field_paths) from None
 
     async def withdraw(self, caller: Caller, documents: list[exchange_pb.Document]) -> None:
         """Recall what a failed submission already sent, so it is all or nothing."""

@@ -4,20 +4,30 @@ and Retrieve Document (ITI-68)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
+from aiohttp.hdrs import CONTENT_TYPE
 
 from medrelay.common.v1 import types_pb2
 from medrelay.exchange.v1 import exchange_service_pb2 as exchange_pb
 
 from . import mhd
+from .caller import Caller
 from .context import STREAMING, Gateway, base_url
-from .fhir_json import FHIR_JSON, fhir_response, read_resource
+from .fhir_json import (
+    FHIR_JSON,
+    JSON_MEDIA_TYPES,
+    check_resource,
+    fhir_response,
+    parse_json,
+    read_resource,
+)
 from .fhir_types import date_bounds, timestamp, token
-from .outcome import FhirError, bad_request
+from .outcome import FhirError, bad_request, too_large, unprocessable
 from .search import page_links, page_size, searchset, single
 
 #: Purpose of a retrieval under break-the-glass, and the header that carries its justification.
@@ -25,9 +35,17 @@ BREAK_GLASS_HEADER: Final = "X-Medrelay-Break-Glass"
 
 
 async def provide_document_bundle(request: web.Request) -> web.Response:
-    """ITI-65: every document of the Bundle is sent, or none is."""
+    """ITI-65: every document of the Bundle is sent, or none is.
+
+    As FHIR JSON (the documents inline, base64), or as multipart/related as DICOMweb STOW-RS
+    does: the Bundle first, then one part per document named by `Content-ID`, referred to from
+    `attachment.url` as `cid:<id>`. A part is streamed to exchange as it arrives, so a large
+    document is never held whole.
+    """
     gateway = Gateway.of(request)
     caller = gateway.caller(request)
+    if request.content_type == "multipart/related":
+        return await _provide_multipart(request, gateway, caller)
     bundle = await read_resource(
         request,
         "Bundle",
@@ -49,6 +67,93 @@ async def provide_document_bundle(request: web.Request) -> web.Response:
     except FhirError:
         await gateway.withdraw(caller, sent)
         raise
+    _refuse_spent(sent)
+    return fhir_response(mhd.transaction_response(submission, sent), 200)
+
+
+async def _provide_multipart(
+    request: web.Request, gateway: Gateway, caller: Caller
+) -> web.Response:
+    reader = await request.multipart()
+    first = await reader.next()
+    if (
+        not isinstance(first, BodyPartReader)
+        or first.headers.get(CONTENT_TYPE, "").split(";")[0].strip() not in JSON_MEDIA_TYPES
+    ):
+        raise bad_request(
+            f"the first part of a multipart/related submission is the Bundle, as {FHIR_JSON}"
+        )
+    body = await _read_part(first, gateway.settings.max_body_bytes)
+    bundle = parse_json(body)
+    check_resource(bundle, "Bundle", max_entries=gateway.settings.max_bundle_entries)
+    submission = mhd.plan_submission(bundle, caller.system.uri, caller.practitioner_id)
+    waiting = {doc.content_id: doc for doc in submission.documents if doc.content_id}
+    sent: dict[int, exchange_pb.Document] = {}
+    try:
+        for planned in submission.documents:
+            if not planned.content_id:
+                sent[planned.reference_index] = await gateway.send_document(
+                    caller,
+                    planned.header,
+                    mhd.content_chunks(planned.content),
+                    mhd.header_field_paths(planned),
+                )
+        while waiting:
+            part = await reader.next()
+            if part is None:
+                raise unprocessable(
+                    f"no part with Content-ID {sorted(waiting)[0][:64]} came with the Bundle",
+                    "Bundle.entry.resource.content.attachment.url",
+                )
+            if not isinstance(part, BodyPartReader):
+                raise bad_request("a document part cannot itself be multipart")
+            content_id = part.headers.get("Content-ID", "").strip().strip("<>")
+            if content_id not in waiting:
+                raise unprocessable(
+                    "a part's Content-ID is not named by any attachment.url (cid:<id>)",
+                    "Bundle.entry.resource.content.attachment.url",
+                )
+            planned = waiting.pop(content_id)
+            sent[planned.reference_index] = await gateway.send_streamed(
+                caller,
+                planned.header,
+                _part_chunks(part, planned),
+                mhd.header_field_paths(planned),
+            )
+    except BaseException:
+        await gateway.withdraw(caller, list(sent.values()))
+        raise
+    ordered = [sent[planned.reference_index] for planned in submission.documents]
+    _refuse_spent(ordered)
+    return fhir_response(mhd.transaction_response(submission, ordered), 200)
+
+
+async def _read_part(part: BodyPartReader, max_bytes: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await part.read_chunk(256 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large(f"the Bundle part is over {max_bytes} bytes, the most accepted")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _part_chunks(part: BodyPartReader, planned: mhd.PlannedDocument) -> AsyncIterator[bytes]:
+    """A document part in chunks exchange accepts; its attachment.hash checked at the end."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    path = f"Bundle.entry[{planned.reference_index}].resource.content[0].attachment"
+    while chunk := await part.read_chunk(mhd.CHUNK_BYTES):
+        digest.update(chunk)
+        yield chunk
+    if (
+        planned.expected_sha1
+        and base64.b64encode(digest.digest()).decode() != planned.expected_sha1
+    ):
+        raise unprocessable(f"{path}.hash: the part's SHA-1 does not match", f"{path}.hash")
+
+
+def _refuse_spent(sent: list[exchange_pb.Document]) -> None:
     if any(document.recalled for document in sent):
         # A retry of a submission that failed half-way and was withdrawn: its uniqueIds are
         # spent, and answering "created" would point at withdrawn documents.
@@ -59,7 +164,6 @@ async def provide_document_bundle(request: web.Request) -> web.Response:
             ("Bundle.entry.resource.masterIdentifier",),
             code="duplicate",
         )
-    return fhir_response(mhd.transaction_response(submission, sent), 200)
 
 
 async def find_document_references(request: web.Request) -> web.Response:

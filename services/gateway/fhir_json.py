@@ -37,6 +37,12 @@ async def read_resource(
         )
     body = await read_body(request, max_bytes)
     resource = parse_json(body)
+    check_resource(resource, expected_type, max_entries=max_entries)
+    return resource
+
+
+def check_resource(resource: dict[str, Any], expected_type: str, *, max_entries: int = 0) -> None:
+    """The parsed body is a valid `expected_type` (and a Bundle no longer than allowed)."""
     actual_type = resource.get("resourceType")
     if actual_type != expected_type:
         shown = actual_type if isinstance(actual_type, str) and actual_type.isalnum() else "?"
@@ -54,7 +60,6 @@ async def read_resource(
             code="too-long",
         )
     validate(resource, expected_type)
-    return resource
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:

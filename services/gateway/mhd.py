@@ -54,6 +54,11 @@ class PlannedDocument:
     binary_index: int | None
     header: exchange_pb.DocumentHeader
     content: bytes
+    #: Set when the content comes as a part of a multipart/related request (`cid:<id>`):
+    #: then `content` is empty and the part is streamed to exchange as it arrives.
+    content_id: str = ""
+    #: attachment.hash of a streamed document (base64 SHA-1), checked as it streams.
+    expected_sha1: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ def plan_submission(bundle: dict[str, Any], system_uri: str, practitioner_id: st
         (item.get("item") or {}).get("reference") for item in submission_set.get("entry") or []
     }
     used_binaries: set[int] = set()
+    streamed: set[str] = set()
     documents = []
     for index in references:
         path = f"Bundle.entry[{index}]"
@@ -140,6 +146,13 @@ def plan_submission(bundle: dict[str, Any], system_uri: str, practitioner_id: st
             system_uri,
             practitioner_id,
         )
+        if document.content_id:
+            if document.content_id in streamed:
+                raise unprocessable(
+                    f"{path}.resource.content[0].attachment.url: two documents name one part",
+                    f"{path}.resource.content[0].attachment.url",
+                )
+            streamed.add(document.content_id)
         if document.binary_index is not None:
             if document.binary_index in used_binaries:
                 raise unprocessable(
@@ -243,6 +256,21 @@ def _plan_document(
         )
     attachment = contents[0].get("attachment") or {}
     attachment_path = f"{path}.content[0].attachment"
+    header = exchange_pb.DocumentHeader(
+        request_id=str(uuid.uuid5(_REQUEST_IDS, f"{system_uri}|{_identity_of(resource)}")),
+        practitioner_id=practitioner_id,
+        patient=patient,
+        recipients=recipients,
+        type=document_type,
+        title=attachment.get("title", ""),
+        note=resource.get("description", ""),
+        data_classes=_data_classes(resource, path),
+    )
+    if specialty is not None:
+        header.specialty.CopyFrom(specialty)
+    url = attachment.get("url") or ""
+    if url.startswith("cid:") and "data" not in attachment:
+        return _streamed(index, header, attachment, attachment_path, url)
     content, binary_index, content_type = _content(
         attachment, attachment_path, by_full_url, binaries
     )
@@ -259,21 +287,31 @@ def _plan_document(
                 f"{attachment_path}.hash: the data's SHA-1 does not match",
                 f"{attachment_path}.hash",
             )
-    header = exchange_pb.DocumentHeader(
-        request_id=str(uuid.uuid5(_REQUEST_IDS, f"{system_uri}|{_identity_of(resource)}")),
-        practitioner_id=practitioner_id,
-        patient=patient,
-        recipients=recipients,
-        type=document_type,
-        title=attachment.get("title", ""),
-        content_type=content_type,
-        note=resource.get("description", ""),
-        size_bytes=len(content),
-        data_classes=_data_classes(resource, path),
-    )
-    if specialty is not None:
-        header.specialty.CopyFrom(specialty)
+    header.content_type = content_type
+    header.size_bytes = len(content)
     return PlannedDocument(index, binary_index, header, content)
+
+
+def _streamed(
+    index: int,
+    header: exchange_pb.DocumentHeader,
+    attachment: dict[str, Any],
+    path: str,
+    url: str,
+) -> PlannedDocument:
+    """A document whose content follows as the multipart/related part `url` names."""
+    content_type = attachment.get("contentType")
+    if not content_type:
+        raise bad_request(f"{path}.contentType is required", f"{path}.contentType")
+    content_id = url.removeprefix("cid:").strip("<>")
+    if not content_id:
+        raise bad_request(f"{path}.url: cid: must name a part's Content-ID", f"{path}.url")
+    header.content_type = content_type
+    size = attachment.get("size", 0)
+    header.size_bytes = size if isinstance(size, int) and size > 0 else 0
+    return PlannedDocument(
+        index, None, header, b"", content_id=content_id, expected_sha1=attachment.get("hash", "")
+    )
 
 
 def _content(
@@ -333,7 +371,11 @@ def _data_classes(resource: dict[str, Any], path: str) -> list[str]:
     return classes
 
 
-def content_chunks(content: bytes, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+#: The largest chunk one SendDocument message carries.
+CHUNK_BYTES: Final = 1024 * 1024
+
+
+def content_chunks(content: bytes, chunk_size: int = CHUNK_BYTES) -> Iterator[bytes]:
     """The document in the chunk size exchange accepts."""
     for start in range(0, len(content), chunk_size):
         yield content[start : start + chunk_size]
