@@ -42,7 +42,11 @@ def refuse_unknown(query: MultiMapping[str], known: frozenset[str]) -> None:
     return more than the client asked for)."""
     for name in query:
         if name not in known and name not in {"_count", "_page_token", "_format"}:
-            raise bad_request(f"search parameter {name[:64]} is not supported here", name[:64])
+            # FHIR strings are never empty: a parameter without a name has no expression.
+            shown = name[:64]
+            raise bad_request(
+                f"search parameter {shown!r} is not supported here", *([shown] if shown else [])
+            )
 
 
 def page_links(request: web.Request, base: str, next_token: str) -> list[dict[str, str]]:
