@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from aiohttp import BodyPartReader, web
 from aiohttp.hdrs import CONTENT_TYPE
+from aiohttp.http_exceptions import BadHttpMessage
 
 from medrelay.common.v1 import types_pb2
 from medrelay.exchange.v1 import exchange_service_pb2 as exchange_pb
@@ -45,7 +46,15 @@ async def provide_document_bundle(request: web.Request) -> web.Response:
     gateway = Gateway.of(request)
     caller = gateway.caller(request)
     if request.content_type == "multipart/related":
-        return await _provide_multipart(request, gateway, caller)
+        try:
+            return await _provide_multipart(request, gateway, caller)
+        except (ValueError, BadHttpMessage):
+            # aiohttp's multipart reader on a malformed body (no boundary, a part not framed
+            # by it, bad part headers); its message may quote the body, so it is not passed on.
+            raise bad_request(
+                "the multipart/related body is malformed: send a boundary parameter and frame "
+                "the Bundle and each document part with it"
+            ) from None
     bundle = await read_resource(
         request,
         "Bundle",
