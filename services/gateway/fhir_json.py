@@ -94,6 +94,9 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise bad_request(f"the JSON object has the property {exc.name!r} twice") from None
     except RecursionError:
         raise bad_request(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:
+        # Python reads no integer of more than 4300 digits (CVE-2020-10735).
+        raise bad_request("the JSON has a number with more digits than can be read") from None
     if not isinstance(value, dict):
         raise bad_request("the body must be a JSON object (a FHIR resource)")
     if _depth(value) > MAX_DEPTH:
