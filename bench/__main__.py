@@ -6,7 +6,9 @@ GenerateDataKey (1 and 5 recipients) and UnwrapDataKey against the same floor (b
 The envelope encryptor's throughput against raw AES-256-GCM from `cryptography` on the same
 data. A document sent and fetched end to end through the exchange service (64 KiB and 1 MiB,
 1 and 16 callers) against the same bytes streamed into a PostgreSQL row and back
-(bench/exchange.py, bench/stream_floor.py). Servers run as their own processes; the load runs
+(bench/exchange.py, bench/stream_floor.py). ITI-65 push and ITI-68 retrieve of 1 MiB through the
+FHIR gateway at 1 and 16 clients beside SendDocument and FetchDocument straight over gRPC on
+the same stack (bench/gateway.py). Servers run as their own processes; the load runs
 here. Each figure is the median of several bounded runs. `--only NAME` runs one of them.
 """
 
@@ -25,6 +27,7 @@ from bench.consent import bench_consent
 from bench.envelope import bench_envelope
 from bench.exchange import bench_exchange
 from bench.floor_server import METHOD
+from bench.gateway import bench_gateway
 from bench.harness import (
     TIMEOUT,
     TRUST_DOMAIN,
@@ -41,7 +44,7 @@ from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from medrelay.pki import DevPki
 from medrelay.spiffe import PeerIdentity
 
-BENCHES = ("identity", "keys", "consent", "envelope", "exchange")
+BENCHES = ("identity", "keys", "consent", "envelope", "exchange", "gateway")
 
 
 async def seed(target: str, pki: DevPki) -> str:
@@ -114,6 +117,7 @@ def main() -> None:
         "exchange": lambda: asyncio.run(
             bench_exchange(work / "exchange", args.exchange_seconds, args.repeats)
         ),
+        "gateway": lambda: asyncio.run(bench_gateway(work / "gateway", args.repeats)),
     }
     try:
         for name in BENCHES:
