@@ -96,9 +96,23 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
     return configured
 
 
+class _WithoutRequestText(logging.Filter):
+    """aiohttp's own records of requests it could not parse quote the request (a header line
+    can hold a patient's identifier): keep that a request was refused, drop what it said."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = "refused a request that is not valid HTTP"
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 async def serve(settings: GatewaySettings) -> None:
     """Serve until SIGTERM or SIGINT."""
     configure_logging("gateway", settings.log_level, settings.log_format)
+    logging.getLogger("aiohttp.server").addFilter(_WithoutRequestText())
     configure_telemetry("gateway", settings.otlp_endpoint)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

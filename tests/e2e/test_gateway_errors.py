@@ -564,6 +564,23 @@ def test_a_consent_update_with_a_stale_if_match(
 # -- a service down (last: exchange stays down) --------------------------------------------------
 
 
+def test_a_header_too_long_to_parse_is_refused_without_logging_it(
+    stack: GatewayStack, org_a: requests.Session
+) -> None:
+    """aiohttp answers a header line over 8190 bytes itself (a plain-text 400, before any
+    FHIR code runs); what matters here is that its log record does not quote the header."""
+    planted = "PLANTEDJUSTIFICATION" * 500
+    answer = org_a.get(
+        url(stack, "/Binary/00000000-0000-0000-0000-000000000000"),
+        headers={"X-Medrelay-Break-Glass": planted},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert answer.status_code == 400
+    log = stack.log().decode(errors="replace")
+    assert "PLANTEDJUSTIFICATION" not in log
+    assert "refused a request that is not valid HTTP" in log
+
+
 def test_exchange_down(stack: GatewayStack, org_a: requests.Session) -> None:
     stack.services.stop("exchange")
     search = org_a.get(

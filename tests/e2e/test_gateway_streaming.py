@@ -3,8 +3,10 @@
 A push as multipart/related (the Bundle, then the document as a part named by Content-ID, as
 DICOMweb STOW-RS does) streams each part to exchange as it arrives; a retrieval streams the
 content as exchange decrypts it. The module's gateway accepts JSON bodies of at most 1 MiB,
-so the 48 MiB document below can only pass streamed, and the gateway process's memory is
-sampled while it moves.
+so the 64 MiB document below can only pass streamed, and the gateway process's memory is
+sampled while it moves: holding it whole would grow the process by at least 64 MiB, while
+streaming holds a few 1 MiB chunks (the rest of the growth measured is the allocator keeping
+freed chunks).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .exchange_stack import LOINC, NIR, new_patient_value
 from .gateway_stack import HTTP_TIMEOUT, GatewayStack, gateway_stack
 
 MIB = 1024 * 1024
-DOCUMENT_BYTES = 48 * MIB
+DOCUMENT_BYTES = 64 * MIB
 BOUNDARY = "medrelay-test-boundary"
 
 
@@ -208,9 +210,12 @@ async def test_a_large_scan_streams_through_the_gateway_both_ways(stack: Gateway
         status, digest, size = await asyncio.to_thread(retrieve)
     assert (status, size) == (200, DOCUMENT_BYTES)
     assert digest == expected.hexdigest()
-    # 48 MiB went each way; the gateway holds a few 1 MiB chunks at a time.
-    assert pushing.growth < 24 * MIB, f"push grew the gateway by {pushing.growth / MIB:.1f} MiB"
-    assert retrieving.growth < 24 * MIB, f"retrieve grew it by {retrieving.growth / MIB:.1f} MiB"
+    # 64 MiB went each way; holding it whole would cost at least that.
+    assert pushing.growth < 40 * MIB, f"push grew the gateway by {pushing.growth / MIB:.1f} MiB"
+    assert retrieving.growth < 40 * MIB, f"retrieve grew it by {retrieving.growth / MIB:.1f} MiB"
+    print(
+        f"gateway growth: push {pushing.growth / MIB:.1f} MiB, retrieve {retrieving.growth / MIB:.1f} MiB"
+    )
 
 
 async def test_a_part_whose_hash_does_not_match_is_refused_and_not_delivered(
