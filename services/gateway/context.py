@@ -80,19 +80,21 @@ class Gateway:
             for chunk in chunks:
                 yield exchange_pb.SendDocumentRequest(chunk=chunk)
 
-        def send() -> exchange_pb.Document:
-            document: exchange_pb.Document = self.blocking_exchange.SendDocument(
-                messages(),
-                timeout=self.settings.transfer_timeout_seconds,
-                metadata=caller.metadata,
-            )
-            return document
-
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.send_pool, send)
+            return await loop.run_in_executor(self.send_pool, self._send, caller, messages())
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc, field_paths) from None
+            failure: Any = exc  # a blocking call's error is also its grpc.Call
+            raise from_rpc_error(failure, field_paths) from None
+
+    def _send(
+        self, caller: Caller, messages: Iterator[exchange_pb.SendDocumentRequest]
+    ) -> exchange_pb.Document:
+        """The blocking SendDocument, run in a send thread."""
+        document: exchange_pb.Document = self.blocking_exchange.SendDocument(
+            messages, timeout=self.settings.transfer_timeout_seconds, metadata=caller.metadata
+        )
+        return document
 
     async def send_streamed(
         self,
@@ -122,14 +124,6 @@ class Gateway:
                     raise item
                 yield exchange_pb.SendDocumentRequest(chunk=item)
 
-        def send() -> exchange_pb.Document:
-            document: exchange_pb.Document = self.blocking_exchange.SendDocument(
-                messages(),
-                timeout=self.settings.transfer_timeout_seconds,
-                metadata=caller.metadata,
-            )
-            return document
-
         async def feed() -> None:
             try:
                 async for chunk in chunks:
@@ -140,7 +134,9 @@ class Gateway:
                 raise
             handoff.put(None)
 
-        sending: asyncio.Future[exchange_pb.Document] = loop.run_in_executor(self.send_pool, send)
+        sending: asyncio.Future[exchange_pb.Document] = loop.run_in_executor(
+            self.send_pool, self._send, caller, messages()
+        )
         feeding: asyncio.Future[None] = asyncio.ensure_future(feed())
         try:
             pending: list[asyncio.Future[Any]] = [sending, feeding]
