@@ -18,7 +18,6 @@ from medrelay import db, tls
 from medrelay.pki import CertPaths
 from medrelay.server import ServiceDefinition, create_server, serve_until_signalled
 from medrelay.settings import ServiceSettings, SettingsError, load
-from medrelay.spiffe import PeerIdentity
 from medrelay.telemetry import configure_logging, configure_telemetry
 
 log = logging.getLogger("medrelay.runtime")
@@ -56,15 +55,10 @@ def _database_unusable(exc: BaseException) -> str:
 
 def certificate_paths(settings: ServiceSettings) -> CertPaths:
     """Explicit MEDRELAY_TLS_* files, or this service's files in the PKI folder."""
-    if settings.tls_cert and settings.tls_key and settings.tls_ca:
-        return CertPaths(cert=settings.tls_cert, key=settings.tls_key, ca=settings.tls_ca)
-    from medrelay.pki import DevPki
-
     try:
-        pki = DevPki.load(settings.pki_dir, settings.trust_domain)
-    except FileNotFoundError as exc:
-        raise StartupError(f"MEDRELAY_PKI_DIR: {exc}") from None
-    return pki.paths(PeerIdentity.service(settings.trust_domain, settings.service))
+        return settings.certificate_paths(settings.service)
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def main(service: str, build: BuildService) -> None:

@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from medrelay.pki import CertPaths, DevPki
 from medrelay.spiffe import PeerIdentity
 
 SERVICES = ("identity", "consent", "keys", "exchange")
@@ -78,22 +79,13 @@ def log_format_name(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class ServiceSettings:
-    """What one service process needs to start."""
+@dataclass(frozen=True, kw_only=True)
+class ProcessSettings:
+    """What every medrelay process reads alike: who it trusts, its certificate, its logs.
 
-    service: str = setting("MEDRELAY_SERVICE", "Which service this process runs.")
-    database_url: str = setting(
-        "MEDRELAY_DATABASE_URL",
-        "PostgreSQL URL; each service uses its own schema in it.",
-        default="",
-    )
-    listen_address: str = setting(
-        "MEDRELAY_LISTEN_ADDRESS",
-        "host:port to serve gRPC on; defaults to 127.0.0.1 and the service's port.",
-        address,
-        default="",
-    )
+    The gRPC services (ServiceSettings) and the FHIR gateway (which keeps no database) extend it.
+    """
+
     trust_domain: str = setting(
         "MEDRELAY_TRUST_DOMAIN",
         "The SPIFFE trust domain of every identity this deployment accepts.",
@@ -108,13 +100,13 @@ class ServiceSettings:
     )
     tls_cert: Path | None = setting(
         "MEDRELAY_TLS_CERT",
-        "This service's certificate (overrides the PKI folder).",
+        "This process's certificate (overrides the PKI folder).",
         Path,
         default=None,
     )
     tls_key: Path | None = setting(
         "MEDRELAY_TLS_KEY",
-        "This service's private key (overrides the PKI folder).",
+        "This process's private key (overrides the PKI folder).",
         Path,
         default=None,
     )
@@ -123,18 +115,6 @@ class ServiceSettings:
         "The CA bundle peers are verified against (overrides).",
         Path,
         default=None,
-    )
-    db_pool_size: int = setting(
-        "MEDRELAY_DB_POOL_SIZE",
-        "Largest number of PostgreSQL connections.",
-        positive_int,
-        default=10,
-    )
-    shutdown_grace_seconds: float = setting(
-        "MEDRELAY_SHUTDOWN_GRACE_SECONDS",
-        "How long in-flight calls may finish after SIGTERM.",
-        positive_float,
-        default=10.0,
     )
     log_level: str = setting("MEDRELAY_LOG_LEVEL", "Log level.", log_level_name, default="INFO")
     log_format: str = setting(
@@ -150,6 +130,54 @@ class ServiceSettings:
     )
 
     def __post_init__(self) -> None:
+        given = [self.tls_cert, self.tls_key, self.tls_ca]
+        if any(given) and not all(given):
+            raise SettingsError(
+                "MEDRELAY_TLS_CERT: MEDRELAY_TLS_CERT, MEDRELAY_TLS_KEY and MEDRELAY_TLS_CA "
+                "go together"
+            )
+
+    def certificate_paths(self, name: str) -> CertPaths:
+        """Explicit MEDRELAY_TLS_* files, or service `name`'s files in the PKI folder."""
+        if self.tls_cert and self.tls_key and self.tls_ca:
+            return CertPaths(cert=self.tls_cert, key=self.tls_key, ca=self.tls_ca)
+        try:
+            pki = DevPki.load(self.pki_dir, self.trust_domain)
+        except FileNotFoundError as exc:
+            raise SettingsError(f"MEDRELAY_PKI_DIR: {exc}") from None
+        return pki.paths(PeerIdentity.service(self.trust_domain, name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSettings(ProcessSettings):
+    """What one gRPC service process needs to start."""
+
+    service: str = setting("MEDRELAY_SERVICE", "Which service this process runs.")
+    database_url: str = setting(
+        "MEDRELAY_DATABASE_URL",
+        "PostgreSQL URL; each service uses its own schema in it.",
+        default="",
+    )
+    listen_address: str = setting(
+        "MEDRELAY_LISTEN_ADDRESS",
+        "host:port to serve gRPC on; defaults to 127.0.0.1 and the service's port.",
+        address,
+        default="",
+    )
+    db_pool_size: int = setting(
+        "MEDRELAY_DB_POOL_SIZE",
+        "Largest number of PostgreSQL connections.",
+        positive_int,
+        default=10,
+    )
+    shutdown_grace_seconds: float = setting(
+        "MEDRELAY_SHUTDOWN_GRACE_SECONDS",
+        "How long in-flight calls may finish after SIGTERM.",
+        positive_float,
+        default=10.0,
+    )
+
+    def __post_init__(self) -> None:
         if self.service not in SERVICES:
             raise SettingsError(f"MEDRELAY_SERVICE: expected one of {', '.join(SERVICES)}")
         if not self.database_url:
@@ -158,12 +186,7 @@ class ServiceSettings:
             raise SettingsError("MEDRELAY_DATABASE_URL: expected a postgresql:// URL")
         if not self.listen_address:
             object.__setattr__(self, "listen_address", f"127.0.0.1:{DEFAULT_PORTS[self.service]}")
-        given = [self.tls_cert, self.tls_key, self.tls_ca]
-        if any(given) and not all(given):
-            raise SettingsError(
-                "MEDRELAY_TLS_CERT: MEDRELAY_TLS_CERT, MEDRELAY_TLS_KEY and MEDRELAY_TLS_CA "
-                "go together"
-            )
+        super().__post_init__()
 
     def peer_address(self, service: str, env: Mapping[str, str] | None = None) -> str:
         """Where another service listens: MEDRELAY_<SERVICE>_ADDRESS or its local default."""

@@ -49,7 +49,7 @@ def server_tls(paths: CertPaths) -> ssl.SSLContext:
 @contextlib.asynccontextmanager
 async def running_gateway(settings: GatewaySettings) -> AsyncIterator[tuple[web.AppRunner, int]]:
     """The gateway serving on its listen address until the context ends; yields the port."""
-    paths = settings.certificate_paths()
+    paths = settings.certificate_paths("gateway")
     try:
         context = None if settings.allow_plain_http else server_tls(paths)
         credentials = tls.channel_credentials(paths)
