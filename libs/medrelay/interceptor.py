@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -28,6 +27,7 @@ from medrelay.caller import set_caller
 from medrelay.common.v1.errors_pb2 import ErrorReason
 from medrelay.errors import MedrelayError, unavailable
 from medrelay.spiffe import PeerIdentity
+from medrelay.telemetry import fault_fields
 from medrelay.tls import peer_identity
 
 log = logging.getLogger("medrelay.rpc")
@@ -136,16 +136,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
             await self._abort(context, unavailable("database"))
         else:
             correlation_id = uuid.uuid4().hex
-            # The traceback's frames, not the exception's text: a driver's message can quote
-            # the value it choked on, and that value may be a patient's.
             log.error(
                 "unexpected error",
-                extra={
-                    "rpc": method,
-                    "correlation_id": correlation_id,
-                    "error_type": type(exc).__name__,
-                    "traceback": "".join(traceback.format_tb(exc.__traceback__)),
-                },
+                extra={"rpc": method, "correlation_id": correlation_id, **fault_fields(exc)},
             )
             await self._abort(
                 context,

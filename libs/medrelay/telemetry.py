@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,3 +89,13 @@ def configure_telemetry(service: str, otlp_endpoint: str) -> None:
     GrpcAioInstrumentorClient().instrument()
     # Statement parameters are values (patient indexes, names...): never captured.
     AsyncPGInstrumentor(capture_parameters=False).instrument()
+
+
+def fault_fields(exc: BaseException) -> dict[str, str]:
+    """How to log an unexpected exception: its type and the traceback's frames, never its
+    text, since a driver's or a parser's message can quote the value it choked on, and that
+    value may be a patient's."""
+    return {
+        "error_type": type(exc).__name__,
+        "traceback": "".join(traceback.format_tb(exc.__traceback__)),
+    }

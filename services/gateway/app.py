@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from medrelay.telemetry import fault_fields
+
 from .context import GATEWAY_KEY, STREAMING, Gateway
 from .fhir_json import fhir_response
 from .outcome import FhirError
@@ -57,10 +59,11 @@ async def _outcomes(request: web.Request, handler: Handler) -> web.StreamRespons
     except (ConnectionResetError, OSError):
         status = 499
         raise
-    except Exception:
+    except Exception as exc:
         correlation = uuid.uuid4().hex
-        log.exception(
-            "unexpected failure", extra={"correlation_id": correlation, "route": _route(request)}
+        log.error(
+            "unexpected failure",
+            extra={"correlation_id": correlation, "route": _route(request), **fault_fields(exc)},
         )
         error = FhirError(500, f"unexpected failure; correlation id {correlation}")
         return fhir_response(error.outcome(), 500)
