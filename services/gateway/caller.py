@@ -9,13 +9,14 @@ refuse anything that is not a system of this trust domain. Identity then authori
 
 from __future__ import annotations
 
-import re
 import ssl
 from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
 
+from medrelay import validation
+from medrelay.errors import MedrelayError
 from medrelay.spiffe import IdentityKind, PeerIdentity
 from medrelay.tls import identity_from_pem
 
@@ -27,8 +28,6 @@ PRACTITIONER_HEADER: Final = "X-Medrelay-Practitioner"
 DEV_SYSTEM_HEADER: Final = "X-Medrelay-Dev-System"
 #: The metadata key exchange and consent read the relayed system from.
 SYSTEM_METADATA: Final = "x-medrelay-system"
-
-_PRACTITIONER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -87,10 +86,10 @@ def acting_practitioner(request: web.Request) -> str:
         raise unauthenticated(
             f"name the practitioner your system acts for in one {PRACTITIONER_HEADER} header"
         )
-    value = values[0].strip()
-    value = value.removeprefix("Practitioner/")
-    if not _PRACTITIONER_ID.fullmatch(value):
+    value = values[0].strip().removeprefix("Practitioner/")
+    try:
+        return validation.resource_id(value, PRACTITIONER_HEADER)
+    except MedrelayError:
         raise unauthenticated(
             f"{PRACTITIONER_HEADER} must be a practitioner id or Practitioner/<id>"
-        )
-    return value
+        ) from None

@@ -184,6 +184,9 @@ def _problem(error: Any) -> str:
     if kind == "extra_forbidden":
         return "is not an element of this resource in FHIR R4"
     message = str(error.get("msg", "is invalid"))
+    value = error.get("input")
+    if isinstance(value, str) and len(value) >= 3 and value in message:
+        return "is not a valid value here"
     return message[:200]
 
 

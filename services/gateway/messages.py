@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from medrelay.exchange.v1 import exchange_service_pb2 as exchange_pb
 from .caller import Caller
 from .context import Gateway, base_url
 from .documents import fetch_request
-from .fhir_json import fhir_response, read_resource, validate
+from .fhir_json import check_resource, fhir_response, parse_json, read_resource, validate
 from .fhir_types import (
     instant,
     patient_identifier,
@@ -236,14 +237,7 @@ async def read_message(request: web.Request) -> web.Response:
     if summary.header.request_id:  # shown to the sender only
         return fhir_response(communication(summary, None, None))
     document, chunks = await gateway.fetch(caller, fetch_request(request, caller.practitioner_id))
-    parts = []
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > gateway.settings.max_body_bytes:
-            raise FhirError(500, "the stored message is larger than a message can be")
-        parts.append(chunk)
-    stored = json.loads(b"".join(parts))
+    stored = await _stored_message(chunks, gateway.settings.max_body_bytes, document.id)
     acknowledged = await gateway.upstreams.call(
         gateway.upstreams.exchange.AcknowledgeDocument,
         exchange_pb.AcknowledgeDocumentRequest(
@@ -252,6 +246,32 @@ async def read_message(request: web.Request) -> web.Response:
         caller,
     )
     return fhir_response(communication(acknowledged, stored, None))
+
+
+async def _stored_message(chunks: AsyncIterator[bytes], max_bytes: int, document_id: str) -> Any:
+    """The Communication a message's content holds.
+
+    An EHR can send a document of the message type over gRPC with any content; what is not a
+    Communication this gateway could have stored is a 422 that points at the raw retrieval,
+    never a 500 or a non-FHIR answer.
+    """
+    not_a_message = unprocessable(
+        f"this document is not a message the gateway can show; retrieve it as Binary/{document_id}",
+        "Communication",
+    )
+    parts = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise not_a_message
+        parts.append(chunk)
+    try:
+        stored = parse_json(b"".join(parts))
+        check_resource(stored, "Communication")
+    except FhirError:
+        raise not_a_message from None
+    return stored
 
 
 async def search_messages(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@ the liveness and readiness endpoints that probes use."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
@@ -22,6 +23,11 @@ SECURITY: Final = (
     f"a read, the {BREAK_GLASS_HEADER} header carries the justification; the access is then "
     "made for purpose ETREAT, audited as an emergency access and reviewed."
 )
+
+
+#: CapabilityStatement.date: when this statement last changed, i.e. when this process started
+#: serving it (the route table cannot change while it runs).
+_STARTED: Final = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _software_version() -> str:
@@ -50,7 +56,7 @@ async def capability_statement(request: web.Request) -> web.Response:
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-11-23",
+        "date": _STARTED,
         "publisher": "medrelay",
         "kind": "instance",
         "software": {"name": "medrelay FHIR gateway", "version": _software_version()},

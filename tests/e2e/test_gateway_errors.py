@@ -13,6 +13,7 @@ these requests, in any encoding, and no answer carried a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -26,11 +27,20 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from medrelay.common.v1.errors_pb2 import ErrorReason
 from medrelay.embedded_pg import EmbeddedPostgres
+from medrelay.services.gateway.messages import MESSAGE_TYPE
 from medrelay.services.gateway.mhd import INTENDED_RECIPIENT, LIST_TYPES
 from medrelay.services.gateway.outcome import REASON_SYSTEM
 from tests import consent_fhir
 
-from .exchange_stack import LOINC, NIR, admin, new_patient_value
+from .exchange_stack import (
+    LOINC,
+    NIR,
+    admin,
+    header,
+    new_patient_value,
+    send,
+    to_practitioner,
+)
 from .gateway_stack import HTTP_TIMEOUT, PRACTITIONER_HEADER, GatewayStack, gateway_stack
 from .test_exchange_confidentiality import found_in
 
@@ -562,6 +572,31 @@ def test_a_consent_update_with_a_stale_if_match(
 
 
 # -- a service down (last: exchange stays down) --------------------------------------------------
+
+
+def test_a_message_typed_document_that_is_no_communication_is_a_422(
+    stack: GatewayStack, consent_id: str
+) -> None:
+    """An EHR can send a document of the message type over gRPC with any content; reading it
+    as a Communication is a 422 that points at the raw retrieval, not a 500."""
+    head = header(
+        sender="dr-a",
+        patient_value=PATIENT,
+        recipients=[to_practitioner("dr-b")],
+        content_type="text/plain",
+    )
+    head.type.CopyFrom(MESSAGE_TYPE)
+    document = asyncio.run(send(stack.services.exchange_sync("org-a"), head, b"not JSON at all"))
+    answer = stack.session("org-b").get(
+        url(stack, f"/Communication/{document.id}"), timeout=HTTP_TIMEOUT
+    )
+    outcome(
+        answer,
+        422,
+        "business-rule",
+        f"not a message .* Binary/{document.id}",
+        expression="Communication",
+    )
 
 
 def test_a_header_too_long_to_parse_is_refused_without_logging_it(

@@ -496,3 +496,14 @@ def test_a_validation_error_names_the_fhir_path_without_the_value() -> None:
         )
     assert refused.value.expression == ("DocumentReference.content[0].attachment.contentType",)
     assert "12345678901" not in refused.value.diagnostics
+
+
+def test_a_validator_message_that_quotes_the_value_is_not_passed_on() -> None:
+    quoting = {
+        "type": "value_error",
+        "msg": "Value error, bad 1850275123456",
+        "input": "1850275123456",
+    }
+    assert fhir_json._problem(quoting) == "is not a valid value here"
+    plain = {"type": "string_type", "msg": "Input should be a valid string", "input": 12}
+    assert fhir_json._problem(plain) == "Input should be a valid string"
