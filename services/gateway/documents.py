@@ -29,7 +29,7 @@ from .fhir_json import (
 )
 from .fhir_types import date_bounds, timestamp, token
 from .outcome import FhirError, bad_request, too_large, unprocessable
-from .search import page_links, page_size, searchset, single
+from .search import page_links, page_size, refuse_unknown, searchset, single
 
 #: Purpose of a retrieval under break-the-glass, and the header that carries its justification.
 BREAK_GLASS_HEADER: Final = "X-Medrelay-Break-Glass"
@@ -180,6 +180,7 @@ async def find_document_references(request: web.Request) -> web.Response:
     gateway = Gateway.of(request)
     caller = gateway.caller(request)
     query = request.query
+    refuse_unknown(query, _ITI_67_PARAMETERS)
     patient = _patient_parameter(query)
     inbox = exchange_pb.ListInboxRequest(
         practitioner_id=caller.practitioner_id,
@@ -233,6 +234,9 @@ def _patient_parameter(query: Any) -> types_pb2.PatientIdentifier:
     return types_pb2.PatientIdentifier(system=system, value=identifier)
 
 
+_ITI_67_PARAMETERS: Final = frozenset(
+    {"patient.identifier", "patient:identifier", "status", "type", "date"}
+)
 _STATUSES: Final = frozenset({"current", "superseded", "entered-in-error"})
 
 

@@ -574,6 +574,18 @@ def test_a_consent_update_with_a_stale_if_match(
 # -- a service down (last: exchange stays down) --------------------------------------------------
 
 
+def test_a_search_parameter_not_implemented_is_refused(
+    stack: GatewayStack, org_a: requests.Session
+) -> None:
+    """Ignoring it would answer more than the client asked for."""
+    answer = org_a.get(
+        url(stack, "/DocumentReference"),
+        params={"patient.identifier": f"{NIR}|{PATIENT}", "author": "Practitioner/dr-a"},
+        timeout=HTTP_TIMEOUT,
+    )
+    outcome(answer, 400, "invalid", "author is not supported", expression="author")
+
+
 def test_a_message_typed_document_that_is_no_communication_is_a_422(
     stack: GatewayStack, consent_id: str
 ) -> None:
