@@ -583,7 +583,7 @@ def test_a_search_parameter_not_implemented_is_refused(
         params={"patient.identifier": f"{NIR}|{PATIENT}", "author": "Practitioner/dr-a"},
         timeout=HTTP_TIMEOUT,
     )
-    outcome(answer, 400, "invalid", "author is not supported", expression="author")
+    outcome(answer, 400, "invalid", "'author' is not supported", expression="author")
 
 
 def test_a_message_typed_document_that_is_no_communication_is_a_422(
