@@ -1,7 +1,8 @@
 """`medrelay`: the single command-line entry point.
 
-`serve` runs one service (the container's command), `migrate` applies migrations,
-`pki init` writes a dev PKI, `audit verify` checks the ledgers, `dev` runs the local stack.
+`serve` runs one service (the container's command), `health` probes one (its HEALTHCHECK),
+`migrate` applies migrations, `pki init` writes a dev PKI, `audit verify` checks the ledgers,
+`dev` runs the local stack.
 Errors are one line that says what to do; a wrong setting names its variable.
 """
 
@@ -99,6 +100,42 @@ def migrate(
             f"{name}: {len(applied)} migration(s) applied"
             + (f" ({', '.join(applied)})" if applied else "")
         )
+
+
+@app.command()
+def health(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="host:port of a health port, or an https:// URL such as the gateway's /readyz "
+            "(default: this process's MEDRELAY_HEALTH_LISTEN_ADDRESS)"
+        ),
+    ] = None,
+    ca: Annotated[
+        Path | None, typer.Option(help="CA bundle for https targets (default: MEDRELAY_TLS_CA)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per target")] = 3.0,
+) -> None:
+    """Exit 0 when every target is SERVING (the container's HEALTHCHECK and `helm test`)."""
+    import os
+
+    from medrelay.health_probe import SERVING, check, local_target
+
+    if not targets:
+        listen = os.environ.get("MEDRELAY_HEALTH_LISTEN_ADDRESS", "")
+        if not listen:
+            raise _fail("MEDRELAY_HEALTH_LISTEN_ADDRESS: not set, and no target given")
+        targets = [local_target(listen)]
+    ca_file = ca or (
+        Path(os.environ["MEDRELAY_TLS_CA"]) if os.environ.get("MEDRELAY_TLS_CA") else None
+    )
+    failed = False
+    for target in targets:
+        status = check(target, ca_file, timeout)
+        typer.echo(f"{target}: {status}")
+        failed = failed or status != SERVING
+    if failed:
+        raise typer.Exit(1)
 
 
 @pki_app.command("init")

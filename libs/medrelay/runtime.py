@@ -16,7 +16,7 @@ import grpc
 
 from medrelay import db, tls
 from medrelay.pki import CertPaths
-from medrelay.server import ServiceDefinition, create_server, serve_until_signalled
+from medrelay.server import ServiceDefinition, create_server, serve_health, serve_until_signalled
 from medrelay.settings import ServiceSettings, SettingsError, load
 from medrelay.telemetry import configure_logging, configure_telemetry
 
@@ -100,6 +100,14 @@ async def run_service(settings: ServiceSettings, build: BuildService) -> None:
                 )
             except OSError as exc:
                 raise StartupError(f"MEDRELAY_LISTEN_ADDRESS: {exc}") from None
+            if settings.health_listen_address:
+                try:
+                    running.health_server = await serve_health(
+                        running.health, settings.health_listen_address
+                    )
+                except OSError as exc:
+                    await running.stop(None)
+                    raise StartupError(f"MEDRELAY_HEALTH_LISTEN_ADDRESS: {exc}") from None
             await serve_until_signalled(running, settings.shutdown_grace_seconds)
         finally:
             if definition.on_stop is not None:

@@ -65,11 +65,44 @@ class RunningServer:
     port: int
     health: HealthServicer
     definition: ServiceDefinition
+    #: The plaintext health-only server, when one was asked for (`serve_health`).
+    health_server: HealthPort | None = None
 
     async def stop(self, grace: float | None = 1.0) -> None:
         """Turn NOT_SERVING, then let in-flight calls finish within `grace` seconds."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop()
+
+
+@dataclass
+class HealthPort:
+    """A plaintext server with gRPC health checking only, and the port it got."""
+
+    server: grpc.aio.Server
+    port: int
+
+    async def stop(self) -> None:
+        """Stop at once: a health check is never worth waiting for."""
+        await self.server.stop(None)
+
+
+async def serve_health(health: HealthServicer, address: str) -> HealthPort:
+    """Serve `health` in plaintext on `address`, with no other service on that port.
+
+    Kubernetes gRPC probes and a container HEALTHCHECK cannot present a client certificate,
+    so the mutual-TLS port cannot answer them. This port answers only Health/Check and
+    Health/Watch (no reflection, no medrelay RPC), from the same servicer as the main port,
+    so it turns NOT_SERVING at shutdown with it. It reveals nothing but SERVING or not.
+    """
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind {address}")
+    await server.start()
+    return HealthPort(server, port)
 
 
 async def create_server(

@@ -20,6 +20,18 @@ from medrelay.spiffe import PeerIdentity
 SERVICES = ("identity", "consent", "keys", "exchange")
 DEFAULT_PORTS = {"identity": 7101, "consent": 7102, "keys": 7103, "exchange": 7104}
 
+#: The call graph: which services each process dials. `peer_address` refuses any other, so
+#: this table is the one place the graph is written down, and what the Helm chart's
+#: NetworkPolicies are tested against. Every service in SERVICES also keeps its data in
+#: PostgreSQL; the gateway keeps none, and only keys talks to Vault.
+CALLS: Mapping[str, tuple[str, ...]] = {
+    "identity": ("keys",),
+    "consent": ("keys", "identity"),
+    "keys": (),
+    "exchange": ("identity", "consent", "keys"),
+    "gateway": ("identity", "consent", "exchange"),
+}
+
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
 
@@ -128,6 +140,14 @@ class ProcessSettings:
         "OpenTelemetry collector (gRPC OTLP); traces and metrics are exported when set.",
         default="",
     )
+    health_listen_address: str = setting(
+        "MEDRELAY_HEALTH_LISTEN_ADDRESS",
+        "host:port of a plaintext port that serves gRPC health checking and nothing else, for "
+        "Kubernetes gRPC probes and the container's HEALTHCHECK, which cannot present a client "
+        "certificate (default: none).",
+        address,
+        default="",
+    )
 
     def __post_init__(self) -> None:
         given = [self.tls_cert, self.tls_key, self.tls_ca]
@@ -190,11 +210,17 @@ class ServiceSettings(ProcessSettings):
 
     def peer_address(self, service: str, env: Mapping[str, str] | None = None) -> str:
         """Where another service listens: MEDRELAY_<SERVICE>_ADDRESS or its local default."""
-        return peer_address(service, env)
+        return peer_address(service, env, caller=self.service)
 
 
-def peer_address(service: str, env: Mapping[str, str] | None = None) -> str:
-    """Where a service listens: MEDRELAY_<SERVICE>_ADDRESS or its local default."""
+def peer_address(service: str, env: Mapping[str, str] | None = None, *, caller: str) -> str:
+    """Where `service` listens, for `caller`: MEDRELAY_<SERVICE>_ADDRESS or its local default.
+
+    A call that CALLS does not list is a programming error, refused here so the table (and
+    the NetworkPolicies checked against it) cannot silently fall behind the code.
+    """
+    if service not in CALLS.get(caller, ()):
+        raise LookupError(f"{caller} does not call {service}: add the edge to settings.CALLS")
     source = os.environ if env is None else env
     variable = f"MEDRELAY_{service.upper()}_ADDRESS"
     value = source.get(variable, f"127.0.0.1:{DEFAULT_PORTS[service]}")

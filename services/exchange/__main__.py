@@ -10,7 +10,7 @@ import asyncpg
 from medrelay import runtime, tls
 from medrelay.blind_index import KeysBlindIndex
 from medrelay.server import ServiceDefinition
-from medrelay.settings import ServiceSettings, SettingsError, load
+from medrelay.settings import CALLS, ServiceSettings, SettingsError, load
 from medrelay.spiffe import PeerIdentity
 
 from .consent_client import ConsentDecisions
@@ -35,7 +35,7 @@ async def build(settings: ServiceSettings, pool: asyncpg.Pool) -> ServiceDefinit
     paths = runtime.certificate_paths(settings)
     channels = {
         peer: tls.secure_channel(settings.peer_address(peer), paths)
-        for peer in ("identity", "consent", "keys")
+        for peer in CALLS["exchange"]
     }
     store = ExchangeStore(pool, PostgresContentStore(pool))
     keys = KeyCustody(channels["keys"])

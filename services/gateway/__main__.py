@@ -16,11 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from aiohttp import web
+from grpc_health.v1 import health_pb2
+from grpc_health.v1._async import HealthServicer
 
 from medrelay import tls
 from medrelay.exchange.v1 import exchange_service_pb2_grpc as exchange_grpc
 from medrelay.pki import CertPaths
 from medrelay.runtime import StartupError
+from medrelay.server import HealthPort, serve_health
 from medrelay.settings import SettingsError, load, peer_address
 from medrelay.telemetry import configure_logging, configure_telemetry
 
@@ -57,7 +60,7 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[tuple[web.
         raise StartupError(
             f"MEDRELAY_TLS_CERT/MEDRELAY_PKI_DIR: {type(exc).__name__}: {exc}"
         ) from None
-    addresses = {name: peer_address(name) for name in UPSTREAMS}
+    addresses = {name: peer_address(name, caller="gateway") for name in UPSTREAMS}
     channels = {
         name: grpc.aio.secure_channel(address, credentials) for name, address in addresses.items()
     }
@@ -79,13 +82,34 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[tuple[web.
         except OSError as exc:
             raise StartupError(f"MEDRELAY_LISTEN_ADDRESS: {exc}") from None
         bound = _bound_port(runner, int(port))
-        yield runner, bound
+        health = await _health_port(settings)
+        try:
+            yield runner, bound
+        finally:
+            if health is not None:
+                await health.stop()
     finally:
         await runner.cleanup()
         pool.shutdown(wait=False, cancel_futures=True)
         blocking.close()
         for channel in channels.values():
             await channel.close()
+
+
+async def _health_port(settings: GatewaySettings) -> HealthPort | None:
+    """The plaintext gRPC health port the container HEALTHCHECK and Kubernetes probes use.
+
+    It says the process serves (liveness); readiness, which needs the services behind the
+    gateway, is `GET /readyz` over HTTPS.
+    """
+    if not settings.health_listen_address:
+        return None
+    health = HealthServicer()
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    try:
+        return await serve_health(health, settings.health_listen_address)
+    except OSError as exc:
+        raise StartupError(f"MEDRELAY_HEALTH_LISTEN_ADDRESS: {exc}") from None
 
 
 def _bound_port(runner: web.AppRunner, configured: int) -> int:

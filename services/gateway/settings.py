@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medrelay.settings import (
+    CALLS,
     ProcessSettings,
     address,
     positive_float,
@@ -20,7 +21,7 @@ from medrelay.settings import (
 #: The port of the gateway's HTTPS listener when none is configured.
 DEFAULT_GATEWAY_PORT = 7443
 #: The upstream services the gateway calls (never keys: it holds no key).
-UPSTREAMS = ("identity", "consent", "exchange")
+UPSTREAMS = CALLS["gateway"]
 
 
 def _flag(value: str) -> bool:

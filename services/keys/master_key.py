@@ -31,15 +31,29 @@ def load_or_create(path: Path) -> bytes:
     if not path.exists():
         _create(path)
     try:
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise MasterKeyError(f"{path}: permissions {oct(mode & 0o777)} are too open; use 0600")
+        refuse_open_permissions(path, path.stat(), os.geteuid())
         key = path.read_bytes()
     except OSError as exc:
         raise MasterKeyError(f"{path}: {exc.strerror}") from None
     if len(key) != MASTER_KEY_BYTES:
         raise MasterKeyError(f"{path}: expected {MASTER_KEY_BYTES} bytes, found {len(key)}")
     return key
+
+
+def refuse_open_permissions(path: Path, info: os.stat_result, process_uid: int) -> None:
+    """PostgreSQL's rule for its TLS key: 0600 or less when the process owns the file, 0640
+    or less when root does.
+
+    The second case is how Kubernetes mounts a Secret for a non-root process: the file
+    belongs to root and is readable by the pod's fsGroup, which only this pod's processes have.
+    """
+    owned_by_root = info.st_uid == 0 and process_uid != 0
+    allowed = stat.S_IRUSR | stat.S_IWUSR | (stat.S_IRGRP if owned_by_root else 0)
+    if info.st_mode & 0o777 & ~allowed:
+        limit = "0640 for a file owned by root" if owned_by_root else "0600"
+        raise MasterKeyError(
+            f"{path}: permissions {oct(info.st_mode & 0o777)} are too open; use {limit}"
+        )
 
 
 def _create(path: Path) -> None:

@@ -15,7 +15,12 @@ from medrelay.runtime import StartupError
 from medrelay.services.keys.__main__ import build_engine
 from medrelay.services.keys.engine import KeyType
 from medrelay.services.keys.local_engine import LocalTransitEngine
-from medrelay.services.keys.master_key import MASTER_KEY_BYTES, MasterKeyError, load_or_create
+from medrelay.services.keys.master_key import (
+    MASTER_KEY_BYTES,
+    MasterKeyError,
+    load_or_create,
+    refuse_open_permissions,
+)
 from medrelay.services.keys.settings import KeysSettings
 from medrelay.settings import load
 
@@ -35,6 +40,34 @@ def test_readable_by_others_is_refused(tmp_path: Path) -> None:
     path.chmod(0o640)
     with pytest.raises(MasterKeyError, match="too open"):
         load_or_create(path)
+
+
+def _stat(mode: int, uid: int) -> os.stat_result:
+    return os.stat_result((stat.S_IFREG | mode, 0, 0, 1, uid, 0, 32, 0, 0, 0))
+
+
+@pytest.mark.parametrize(
+    ("mode", "owner", "process", "allowed"),
+    [
+        (0o600, 10001, 10001, True),
+        (0o400, 10001, 10001, True),
+        (0o640, 10001, 10001, False),  # the process's own file: group may not read it
+        (0o440, 0, 10001, True),  # a Kubernetes Secret mounted with fsGroup (PostgreSQL's rule)
+        (0o640, 0, 10001, True),
+        (0o644, 0, 10001, False),  # others may never read it
+        (0o660, 0, 10001, False),  # nor the group write it
+        (0o640, 0, 0, False),  # a root process owns a root-owned file: 0600 applies
+    ],
+)
+def test_permission_rule_follows_postgresql_for_root_owned_files(
+    mode: int, owner: int, process: int, allowed: bool
+) -> None:
+    path = Path("/secrets/master-key")
+    if allowed:
+        refuse_open_permissions(path, _stat(mode, owner), process)
+    else:
+        with pytest.raises(MasterKeyError, match="too open"):
+            refuse_open_permissions(path, _stat(mode, owner), process)
 
 
 def test_wrong_length_is_refused_without_showing_content(tmp_path: Path) -> None:
