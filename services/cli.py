@@ -51,10 +51,17 @@ def _service_names(service: str) -> list[str]:
 def _database_url(value: str | None) -> str:
     import os
 
-    url = value or os.environ.get("MEDRELAY_DATABASE_URL", "")
-    if not url:
-        raise _fail("MEDRELAY_DATABASE_URL: required (or pass --database-url)")
-    return url
+    from medrelay.settings import SettingsError, database_url
+
+    if value:
+        return value
+    file = os.environ.get("MEDRELAY_DATABASE_URL_FILE", "")
+    try:
+        return database_url(
+            os.environ.get("MEDRELAY_DATABASE_URL", ""), Path(file) if file else None
+        )
+    except SettingsError as exc:
+        raise _fail(f"{exc} (or pass --database-url)") from None
 
 
 @app.command()
@@ -85,7 +92,9 @@ def serve(
 @app.command()
 def migrate(
     service: Annotated[str, typer.Option(help="A service, or all")] = "all",
-    database_url: Annotated[str | None, typer.Option(help="Default: MEDRELAY_DATABASE_URL")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Default: MEDRELAY_DATABASE_URL or _FILE")
+    ] = None,
 ) -> None:
     """Apply pending migrations (idempotent; also done by each service at start)."""
     from medrelay.runtime import StartupError, migrate_service
@@ -158,7 +167,9 @@ def pki_init(
 @audit_app.command("verify")
 def audit_verify(
     service: Annotated[str, typer.Option(help="A service, or all")] = "all",
-    database_url: Annotated[str | None, typer.Option(help="Default: MEDRELAY_DATABASE_URL")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Default: MEDRELAY_DATABASE_URL or _FILE")
+    ] = None,
 ) -> None:
     """Recompute each ledger's hash chain; exit 1 at the first broken link."""
     url = _database_url(database_url)

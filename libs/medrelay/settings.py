@@ -178,6 +178,13 @@ class ServiceSettings(ProcessSettings):
         "PostgreSQL URL; each service uses its own schema in it.",
         default="",
     )
+    database_url_file: Path | None = setting(
+        "MEDRELAY_DATABASE_URL_FILE",
+        "A file holding the PostgreSQL URL instead (a mounted Kubernetes Secret), so the "
+        "password is in no process environment.",
+        Path,
+        default=None,
+    )
     listen_address: str = setting(
         "MEDRELAY_LISTEN_ADDRESS",
         "host:port to serve gRPC on; defaults to 127.0.0.1 and the service's port.",
@@ -200,10 +207,8 @@ class ServiceSettings(ProcessSettings):
     def __post_init__(self) -> None:
         if self.service not in SERVICES:
             raise SettingsError(f"MEDRELAY_SERVICE: expected one of {', '.join(SERVICES)}")
-        if not self.database_url:
-            raise SettingsError("MEDRELAY_DATABASE_URL: required (a postgresql:// URL)")
-        if not self.database_url.startswith(("postgresql://", "postgres://")):
-            raise SettingsError("MEDRELAY_DATABASE_URL: expected a postgresql:// URL")
+        url = database_url(self.database_url, self.database_url_file)
+        object.__setattr__(self, "database_url", url)
         if not self.listen_address:
             object.__setattr__(self, "listen_address", f"127.0.0.1:{DEFAULT_PORTS[self.service]}")
         super().__post_init__()
@@ -211,6 +216,29 @@ class ServiceSettings(ProcessSettings):
     def peer_address(self, service: str, env: Mapping[str, str] | None = None) -> str:
         """Where another service listens: MEDRELAY_<SERVICE>_ADDRESS or its local default."""
         return peer_address(service, env, caller=self.service)
+
+
+def database_url(value: str, file: Path | None) -> str:
+    """The PostgreSQL URL from MEDRELAY_DATABASE_URL or the file MEDRELAY_DATABASE_URL_FILE
+    names (exactly one). Errors name the variable, never the URL, which holds a password."""
+    if value and file is not None:
+        raise SettingsError(
+            "MEDRELAY_DATABASE_URL_FILE: set MEDRELAY_DATABASE_URL or MEDRELAY_DATABASE_URL_FILE, "
+            "not both"
+        )
+    variable = "MEDRELAY_DATABASE_URL"
+    if file is not None:
+        variable = "MEDRELAY_DATABASE_URL_FILE"
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise SettingsError(f"{variable}: cannot read {file} ({reason})") from None
+    if not value:
+        raise SettingsError(f"{variable}: required (a postgresql:// URL)")
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise SettingsError(f"{variable}: expected a postgresql:// URL")
+    return value
 
 
 def peer_address(service: str, env: Mapping[str, str] | None = None, *, caller: str) -> str:

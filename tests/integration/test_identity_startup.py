@@ -131,3 +131,23 @@ def test_serve_and_migrate_stop_in_one_line_on_an_edited_migration(
         assert len(lines) == 1, result.stderr
         assert "medrelay.services.identity/0001_identity.sql was changed" in lines[0]
     assert served.stderr.startswith("medrelay identity: migrations of identity: ")
+
+
+def test_medrelay_migrate_reads_the_url_from_a_mounted_secret_file(
+    database_dsn: str, fresh_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart's migration Job mounts the URL as a file (MEDRELAY_DATABASE_URL_FILE)."""
+    real = runtime.migrate_service
+
+    async def into_fresh_schema(url: str, service: str, schema: str = "") -> list[str]:
+        assert url == database_dsn
+        return await real(url, service, fresh_schema)
+
+    monkeypatch.setattr(runtime, "migrate_service", into_fresh_schema)
+    secret = tmp_path / "url"
+    secret.write_text(database_dsn + "\n")
+    monkeypatch.delenv("MEDRELAY_DATABASE_URL", raising=False)
+    monkeypatch.setenv("MEDRELAY_DATABASE_URL_FILE", str(secret))
+    result = CliRunner().invoke(cli.app, ["migrate", "--service", "identity"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("identity: ") and "migration(s) applied" in result.output

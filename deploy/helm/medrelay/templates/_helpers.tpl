@@ -177,14 +177,25 @@ key: {{ .Values.database.existingSecret.key }}
 {{- toYaml .Values.containerSecurityContext }}
 {{- end }}
 
-{{/* Environment of a process that reads PostgreSQL. */}}
-{{- define "medrelay.databaseEnv" -}}
+{{/*
+PostgreSQL's URL reaches a process as a file (MEDRELAY_DATABASE_URL_FILE) from the Secret,
+never as an environment variable: the volume and its mount.
+*/}}
+{{- define "medrelay.databaseVolume" -}}
 {{- $secret := include "medrelay.databaseSecret" . | fromYaml }}
-- name: MEDRELAY_DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ $secret.name }}
-      key: {{ $secret.key }}
+- name: database
+  secret:
+    secretName: {{ $secret.name }}
+    defaultMode: 0440
+    items:
+      - key: {{ $secret.key }}
+        path: url
+{{- end }}
+
+{{- define "medrelay.databaseMount" -}}
+- name: database
+  mountPath: /etc/medrelay/database
+  readOnly: true
 {{- end }}
 
 {{/*
@@ -244,6 +255,7 @@ to set. Included once, by deployment.yaml.
 {{- $_ := set $config (printf "MEDRELAY_%s_ADDRESS" (upper $peer)) $address }}
 {{- end }}
 {{- if has $name (include "medrelay.databaseUsers" $root | fromJsonArray) }}
+{{- $_ := set $config "MEDRELAY_DATABASE_URL_FILE" "/etc/medrelay/database/url" }}
 {{- $_ := set $config "MEDRELAY_DB_POOL_SIZE" (toString $values.dbPoolSize) }}
 {{- end }}
 {{- if eq $name "consent" }}
