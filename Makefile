@@ -3,8 +3,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+# checkov scans the Helm chart's rendered manifests; its pinned dependencies conflict with ours,
+# so it lives in a venv of its own.
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cat deploy/checkov-requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test proto lint bench install clean
+.PHONY: run test proto lint bench install chart clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,19 +18,33 @@ $(STAMP): pyproject.toml constraints.txt
 	 } > $(VENV)/install.log 2>&1 || { tail -40 $(VENV)/install.log; exit 1; }
 	@rm -f $(VENV)/.installed-* && touch $@
 
+$(CHECKOV_STAMP): deploy/checkov-requirements.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@echo "installing checkov into $(CHECKOV_VENV) (log: $(CHECKOV_VENV)/install.log)"
+	@{ $(CHECKOV_VENV)/bin/python -m pip install --disable-pip-version-check --upgrade "pip>=24" && \
+	   $(CHECKOV_VENV)/bin/python -m pip install --disable-pip-version-check -r deploy/checkov-requirements.txt; \
+	 } > $(CHECKOV_VENV)/install.log 2>&1 || { tail -40 $(CHECKOV_VENV)/install.log; exit 1; }
+	@rm -f $(CHECKOV_VENV)/.installed-* && touch $@
+
 install: $(STAMP)
 
 ## make run: the whole local stack (embedded PostgreSQL, dev PKI, every service over mutual TLS).
 run: $(STAMP)
 	$(VENV)/bin/medrelay dev
 
-## make test: the whole suite (unit, integration on real PostgreSQL and mTLS, e2e processes).
-test: $(STAMP)
+## make test: the whole suite (unit, integration on real PostgreSQL and mTLS, e2e processes,
+## and the Helm chart's checks in tests/deploy).
+test: $(STAMP) $(CHECKOV_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ## make proto: regenerate the committed stubs under libs/medrelay/<service>/v1/.
 proto: $(STAMP)
 	$(PY) scripts/generate_protos.py
+
+## make chart: render the Helm chart for its defaults and every deploy/helm/medrelay/ci/*.yaml,
+## lint it strictly, validate every object against the Kubernetes schemas, scan it with checkov.
+chart: $(STAMP) $(CHECKOV_STAMP)
+	$(PY) scripts/check_chart.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check libs services tests bench scripts
@@ -38,4 +56,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .medrelay
+	rm -rf $(VENV) $(CHECKOV_VENV) .medrelay
