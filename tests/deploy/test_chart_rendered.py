@@ -359,6 +359,8 @@ def expected_connections(objects: Objects, values: Mapping[str, Any]) -> set[tup
     edges |= {(name, "postgresql", 5432) for name in [*database_users, "migrate"]}
     edges |= {("keys", "vault", 8200)} if vault else set()
     edges |= {(OUTSIDE, "gateway", PORTS["gateway"])} if "gateway" in processes else set()
+    admitted = values.get("networkPolicy", {}).get("grpcFrom", {})
+    edges |= {(OUTSIDE, name, PORTS[name]) for name, peers in admitted.items() if peers}
     edges |= {(name, "dns", 53) for name in [*processes, "migrate", "test"]}
     edges |= {(name, "otel", 4317) for name in processes} if otel else set()
     edges |= {("test", name, HEALTH_PORT) for name in processes}
@@ -432,3 +434,19 @@ def test_external_postgresql_is_reached_only_in_its_address_range(
     ]
     [peer] = database["to"]
     assert ipaddress.ip_network(peer["ipBlock"]["cidr"]) == ipaddress.ip_network("10.40.0.0/24")
+
+
+def test_the_chart_holds_no_secret_and_keeps_the_database(rendered: dict[str, Objects]) -> None:
+    """Secrets (the master key, the database URL) are the operator's: a chart-made master key
+    would be replaced by a new random one by any tool that renders offline (helm template,
+    Argo CD), and every document would be lost. The CloudNativePG Cluster outlives an
+    uninstall, since the operator deletes its volumes with it."""
+    assert not [o for objects in rendered.values() for o in objects if o["kind"] == "Secret"]
+    [keys] = [
+        d for _, d in each({"d": rendered["default"]}, "Deployment") if component(d) == "keys"
+    ]
+    volumes = {v["name"]: v for v in pod_spec(keys)["volumes"]}
+    assert volumes["master-key"]["secret"]["secretName"] == f"{RELEASE}-medrelay-keys-master-key"
+    assert volumes["master-key"]["secret"]["defaultMode"] == 0o440  # root-owned, fsGroup reads
+    [cluster] = [c for _, c in each(rendered, "Cluster")]
+    assert cluster["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"

@@ -154,6 +154,7 @@ key: {{ .Values.database.existingSecret.key }}
 {{- end }}
 {{- end }}
 
+{{/* The local key backend's master key Secret, which the operator creates (never the chart). */}}
 {{- define "medrelay.masterKeySecret" -}}
 {{- default (printf "%s-keys-master-key" (include "medrelay.fullname" .)) .Values.keys.local.existingSecret }}
 {{- end }}
@@ -190,12 +191,26 @@ never as an environment variable: the volume and its mount.
     items:
       - key: {{ $secret.key }}
         path: url
+{{- with .Values.database.caSecret.name }}
+- name: database-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - key: {{ $.Values.database.caSecret.key }}
+        path: ca.crt
+{{- end }}
 {{- end }}
 
 {{- define "medrelay.databaseMount" -}}
 - name: database
   mountPath: /etc/medrelay/database
   readOnly: true
+{{- if .Values.database.caSecret.name }}
+- name: database-ca
+  mountPath: /etc/medrelay/database-ca
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/*
