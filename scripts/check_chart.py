@@ -8,9 +8,9 @@ For the chart's default values and for every value set in deploy/helm/medrelay/c
 3. validate every rendered object offline against the Kubernetes API's JSON schemas, strict
    (an unknown field fails), for the oldest and the newest Kubernetes we check; custom
    resources against scripts/chart_crd_schemas.yaml; the same object twice fails;
-4. scan the rendered manifests of all value sets with checkov's kubernetes framework in one
-   run. A failed check is justified when the template the object comes from carries a Helm
-   comment `{{- /* checkov:skip=CKV_K8S_NN: reason in words */}}`; any other failure fails.
+4. scan the rendered manifests with checkov's kubernetes framework, one run per value set, side
+   by side. A failed check is justified when the template the object comes from carries a
+   Helm comment `{{- /* checkov:skip=CKV_K8S_NN: reason in words */}}`; any other fails.
 
 The manifests are written one file per template and value set
 (.medrelay/chart/<value set>/templates/<name>.yaml, not committed), so every checkov finding
@@ -27,9 +27,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -149,12 +151,14 @@ class Finding:
     justification: str | None  # the reason in the chart, None when there is none
 
     def describe(self) -> str:
-        return f'{self.check_id} "{self.check_name}": {self.resource} from {self.template}'
+        # A graph check names its resource Kind.namespace.name followed by every label.
+        resource = ".".join(self.resource.split(".")[:3]) if "/" in self.resource else self.resource
+        return f'{self.check_id} "{self.check_name}": {resource} from {self.template}'
 
 
 @dataclass
 class CheckovResult:
-    """One checkov run over the rendered manifests of every value set."""
+    """checkov's findings on the rendered manifests of every value set."""
 
     passed: int
     unjustified: list[Finding]
@@ -453,10 +457,18 @@ def write_manifests(out_dir: Path, renderings: Iterable[Rendering]) -> dict[Path
     return files
 
 
-def run_checkov(checkov: Path, directory: Path, timeout: float = 300) -> dict[str, Any]:
-    """checkov's JSON report of one scan; exit status 1 only says that some check failed."""
-    if not checkov.exists():
-        raise ChartError(f"no checkov at {checkov}: run `make chart` to create .venv-checkov")
+def _keep(work: Path, out_dir: Path) -> None:
+    """Put this run's manifests at out_dir, where the last run's were (if this script's)."""
+    try:
+        if out_dir.exists() and (out_dir / _MARKER).exists():
+            shutil.rmtree(out_dir)
+        work.rename(out_dir)
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _checkov(checkov: Path, directory: Path, timeout: float) -> dict[str, Any]:
+    """checkov's JSON report of one folder; exit status 1 only says that some check failed."""
     command = [str(checkov), "--framework", "kubernetes", "--skip-download", "--quiet"]
     # Run in the folder, on ".": checkov ignores every path with a folder whose name starts
     # with a dot (such as .medrelay) in it, and then reports no object and no failure at all.
@@ -475,9 +487,12 @@ def run_checkov(checkov: Path, directory: Path, timeout: float = 300) -> dict[st
     if done.returncode not in (0, 1):
         raise ChartError(f"checkov exited {done.returncode}: {done.stderr.strip()[-2000:]}")
     try:
-        report = json.loads(done.stdout)
+        report: dict[str, Any] | list[dict[str, Any]] = json.loads(done.stdout)
     except json.JSONDecodeError as error:
-        raise ChartError(f"checkov's output is not JSON ({error}): {done.stdout[:500]}") from error
+        raise ChartError(
+            f"checkov on {directory.name} exited {done.returncode} without a JSON report "
+            f"({error}): {done.stdout[:300]!r} {done.stderr.strip()[-1500:]}"
+        ) from error
     # One report per framework: a list when several ran, a bare summary when nothing was found.
     reports = report if isinstance(report, list) else [report]
     merged: dict[str, Any] = {"failed": [], "skipped": [], "passed": 0, "resources": 0}
@@ -490,6 +505,29 @@ def run_checkov(checkov: Path, directory: Path, timeout: float = 300) -> dict[st
         merged["resources"] += int(summary.get("resource_count", 0))
         merged["parsing_errors"] = int(summary.get("parsing_errors", 0))
         merged["version"] = str(summary.get("checkov_version", ""))
+    return merged
+
+
+def run_checkov(checkov: Path, out_dir: Path, timeout: float = 300) -> dict[str, Any]:
+    """One checkov run per value set (the folders write_manifests made), side by side.
+
+    Not one run over all of them: checkov's graph checks join objects across every file of a
+    run, so a NetworkPolicy of one value set would cover the pods of another that has none
+    (CKV2_K8S_6 passed for a value set with networkPolicy.enabled=false that way).
+    """
+    if not checkov.exists():
+        raise ChartError(f"no checkov at {checkov}: run `make chart` to create .venv-checkov")
+    folders = sorted(p for p in out_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise ChartError(f"no manifests in {out_dir}")
+    with ThreadPoolExecutor(max_workers=min(len(folders), os.cpu_count() or 2)) as pool:
+        reports = list(pool.map(lambda folder: _checkov(checkov, folder, timeout), folders))
+    merged: dict[str, Any] = {"failed": [], "skipped": [], "passed": 0, "resources": 0}
+    merged["parsing_errors"] = 0
+    for report in reports:
+        for key in ("failed", "skipped", "passed", "resources", "parsing_errors"):
+            merged[key] += report[key]
+        merged["version"] = report.get("version", "")
     return merged
 
 
@@ -579,16 +617,26 @@ def check(chart_dir: Path, out_dir: Path, checkov: Path | None) -> Report:
         skips, malformed = justifications(chart.templates)
     report.problems += [Problem("checkov", ("*",), message) for message in malformed]
     if checkov is not None and report.renderings:
+        # Written and scanned in a folder of this run's own, which then replaces out_dir: a
+        # second `make chart` in the same tree must not empty the folder under this one's scan.
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}-", dir=out_dir.parent))
         try:
-            files = write_manifests(out_dir, report.renderings.values())
-            result = classify(run_checkov(checkov, out_dir), files, skips)
+            files = write_manifests(work, report.renderings.values())
+            result = classify(run_checkov(checkov, work), files, skips)
         except (ChartError, subprocess.TimeoutExpired) as error:
             report.problems.append(Problem("checkov", ("*",), str(error)))
         else:
             report.checkov = result
             report.problems += result.problems + unjustified_problems(result.unjustified)
             report.notes += unused_skips(skips, result.justified)
+        finally:
+            _keep(work, out_dir)
     return report
+
+
+def _shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def _summary_line(rendering: Rendering, report: Report, width: int) -> str:
@@ -608,12 +656,12 @@ def _summary_line(rendering: Rendering, report: Report, width: int) -> str:
     return f"  {name:{width}}  " + "   ".join(parts)
 
 
-def print_report(report: Report, chart_dir: Path, seconds: float) -> None:
-    where = chart_dir.relative_to(ROOT) if chart_dir.is_relative_to(ROOT) else chart_dir
+def print_report(report: Report, chart_dir: Path, out_dir: Path, seconds: float) -> None:
     versions = " and ".join(KUBERNETES_VERSIONS)
     print(
-        f"chart {where}: rendered as release {RELEASE!r} in namespace {NAMESPACE!r} for "
-        f"Kubernetes {KUBERNETES_VERSIONS[0]}, objects validated against {versions}"
+        f"chart {_shown(chart_dir)}: rendered as release {RELEASE!r} in namespace "
+        f"{NAMESPACE!r} for Kubernetes {KUBERNETES_VERSIONS[0]}, objects validated against "
+        f"{versions}"
     )
     width = max(map(len, report.renderings), default=0)
     for rendering in report.renderings.values():
@@ -626,7 +674,7 @@ def print_report(report: Report, chart_dir: Path, seconds: float) -> None:
         print(
             f"checkov {result.version} (kubernetes): {result.passed} checks passed, "
             f"{len(result.justified)} failed with a justification in the chart, "
-            f"{len(result.unjustified)} failed without one"
+            f"{len(result.unjustified)} failed without one; manifests in {_shown(out_dir)}"
         )
     for note in report.notes:
         print(f"note: {note}")
@@ -656,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     started = time.monotonic()
     report = check(chart_dir, args.out.resolve(), None if args.no_checkov else args.checkov)
-    print_report(report, chart_dir, time.monotonic() - started)
+    print_report(report, chart_dir, args.out.resolve(), time.monotonic() - started)
     return 1 if report.problems else 0
 
 

@@ -73,7 +73,7 @@ def test_checkov_fails_no_check_that_the_chart_does_not_justify(
     helm_chart: Chart,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """One checkov run over the manifests of every value set that rendered."""
+    """checkov on the manifests of every value set that rendered, one run per value set."""
     _require_checkov()
     renderings, _ = chart_renderings
     assert renderings, "no value set rendered"
@@ -218,19 +218,36 @@ def test_values_layer_like_helm_files() -> None:
 
 
 # A chart of two identical bare Pods, one in a template that justifies two of the checks the
-# pod fails, with a schema for its values, NOTES.txt, a template that renders nothing and a
-# second value set.
+# pod fails, with a schema for its values, NOTES.txt, a template that renders nothing, and a
+# second value set without the NetworkPolicy the default one has.
 SMALL_CHART = {
     "Chart.yaml": "apiVersion: v2\nname: small\nversion: 0.1.0\n",
-    "values.yaml": "image: busybox:1.37\nextra: false\n",
+    "values.yaml": "image: busybox:1.37\nextra: false\nnetworkPolicy: true\n",
     "values.schema.json": """{
         "type": "object",
         "additionalProperties": false,
-        "properties": {"image": {"type": "string"}, "extra": {"type": "boolean"}}
+        "properties": {
+            "image": {"type": "string"},
+            "extra": {"type": "boolean"},
+            "networkPolicy": {"type": "boolean"}
+        }
     }""",
-    "ci/other-values.yaml": "image: busybox:1.36\n",
+    "ci/other-values.yaml": "image: busybox:1.36\nnetworkPolicy: false\n",
     "templates/NOTES.txt": "Installed {{ .Release.Name }}.\n",
     "templates/extra.yaml": '{{- if .Values.extra }}\n{{- fail "extra is not done" }}\n{{- end }}\n',
+    "templates/networkpolicy.yaml": """\
+        {{- if .Values.networkPolicy }}
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata:
+          name: small
+        spec:
+          podSelector:
+            matchLabels:
+              app: small
+          policyTypes: [Ingress, Egress]
+        {{- end }}
+        """,
     "templates/justified.yaml": """\
         {{- /* checkov:skip=CKV_K8S_43: the image is chosen by the operator */}}
         {{- /* checkov:skip=CKV_K8S_21: Helm installs into the release's namespace */}}
@@ -239,6 +256,8 @@ SMALL_CHART = {
         kind: Pod
         metadata:
           name: justified
+          labels:
+            app: small
         spec:
           containers:
             - name: main
@@ -249,6 +268,8 @@ SMALL_CHART = {
         kind: Pod
         metadata:
           name: bare
+          labels:
+            app: small
         spec:
           containers:
             - name: main
@@ -269,7 +290,7 @@ def small_chart(tmp_path: Path) -> Path:
 def test_render_chart_layers_values_and_fails_with_helms_message(small_chart: Path) -> None:
     with Chart.load(small_chart) as chart:
         render = make_renderer(chart, small_chart)
-        assert [o.name for o in render()] == ["bare", "justified"]
+        assert [o.name for o in render()] == ["bare", "justified", "small"]
         other = render({"image": "busybox:1.35"}, value_set="other-values")
         assert {o.body["spec"]["containers"][0]["image"] for o in other} == {"busybox:1.35"}
         with pytest.raises(HelmValuesError, match="at '/image': got number, want string"):
@@ -297,6 +318,10 @@ def test_make_chart_fails_on_what_no_comment_justifies_and_names_it(
     bare = failed(result.unjustified, "templates/bare.yaml")
     assert {check for _, check in bare} >= {"CKV_K8S_43", "CKV_K8S_21", "CKV_K8S_8"}
     assert failed(result.justified, "templates/bare.yaml") == set()
+    # Each value set is scanned alone: the default set's NetworkPolicy covers no pod of the
+    # other (one checkov run over both would join them in its graph).
+    assert ("other-values", "CKV2_K8S_6") in bare
+    assert ("default", "CKV2_K8S_6") not in bare
     assert failed(result.justified, "templates/justified.yaml") == {
         (value_set, check)
         for value_set in ("default", "other-values")
@@ -328,9 +353,9 @@ def test_make_chart_prints_one_line_per_value_set_and_exits_non_zero_on_a_proble
     args = ["--chart", str(small_chart), "--out", str(tmp_path / "out"), "--no-checkov"]
     assert check_chart.main(args) == 0
     out = capsys.readouterr().out.splitlines()
-    assert " ".join(out[1].split()) == "default 2 objects from 2 templates lint ok schemas ok"
+    assert " ".join(out[1].split()) == "default 3 objects from 3 templates lint ok schemas ok"
     assert out[2].split()[:2] == ["other-values", "2"]
-    assert out[-1].startswith("OK: 2 value sets, 4 objects, no problem")
+    assert out[-1].startswith("OK: 2 value sets, 5 objects, no problem")
 
     (small_chart / "ci/broken-values.yaml").write_text("image: [not, a, string]\n")
     (small_chart / "templates/bare.yaml").write_text(
