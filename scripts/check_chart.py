@@ -60,7 +60,7 @@ NAMESPACE = "medrelay"
 # template that asks .Capabilities.KubeVersion takes that branch) and every object is validated
 # against each: the oldest catches a field that is too new, the newest one that was removed.
 # 1.37 is the newest kubernetes-validate ships.
-KUBERNETES_VERSIONS = ("1.31", "1.37")
+KUBERNETES_VERSIONS = ("1.27", "1.37")
 # The name of the default values' set; the others are named by their file in ci/.
 DEFAULT = "default"
 # Written into the output folder, so only a folder this script made is ever emptied.

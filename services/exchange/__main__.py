@@ -34,8 +34,7 @@ async def build(settings: ServiceSettings, pool: asyncpg.Pool) -> ServiceDefinit
         raise runtime.StartupError(str(exc)) from None
     paths = runtime.certificate_paths(settings)
     channels = {
-        peer: tls.secure_channel(settings.peer_address(peer), paths)
-        for peer in CALLS["exchange"]
+        peer: tls.secure_channel(settings.peer_address(peer), paths) for peer in CALLS["exchange"]
     }
     store = ExchangeStore(pool, PostgresContentStore(pool))
     keys = KeyCustody(channels["keys"])
