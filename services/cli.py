@@ -208,6 +208,25 @@ def dev(
         raise _fail(str(exc)) from None
 
 
+@app.command()
+def demo(
+    home: Annotated[
+        Path, typer.Option(help="Data folder of the stack `make run` started")
+    ] = DEFAULT_HOME,
+) -> None:
+    """Play the story medrelay exists for on the running local stack, checking each step."""
+    from .demo import DemoFailed, play
+
+    try:
+        play(home.resolve(), typer.echo)
+    except DemoFailed as exc:
+        raise _fail(str(exc), code=1) from None
+    except (OSError, ValueError, KeyError) as exc:
+        # A stack.json from another version, unreadable certificates: say what, not where.
+        raise _fail(f"cannot use the local stack in {home}: {type(exc).__name__}", code=1) from None
+    typer.echo("every step ended as it should")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

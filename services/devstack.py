@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import signal
 import ssl
@@ -37,6 +38,8 @@ ADMINS = ["admin"]
 START_TIMEOUT_SECONDS = 30.0
 #: The gateway's port is counted from the same base as the services': 7443 by default.
 GATEWAY_PORT_OFFSET = 343
+#: Where a running stack says where it listens (read by `medrelay demo`).
+STACK_FILE = "stack.json"
 
 
 def available_services() -> list[str]:
@@ -159,6 +162,7 @@ class DevStack:
             asyncio.run(
                 wait_healthy(f"127.0.0.1:{self.ports[service]}", admin, self.processes[service])
             )
+        self.describe()
         if _has_composition_root("gateway"):
             with (log_dir / "gateway.log").open("ab") as log_file:
                 self.processes["gateway"] = subprocess.Popen(
@@ -170,8 +174,24 @@ class DevStack:
                 )
             wait_gateway_ready(self.gateway_port, admin.ca, self.processes["gateway"])
 
+    def describe(self) -> None:
+        """Write <home>/stack.json (owner-only: it holds the database URL), so `medrelay demo`
+        and other local tools find the running stack."""
+        described = {
+            "database_url": self.database_url,
+            "ports": self.ports,
+            "gateway_port": self.gateway_port,
+            "trust_domain": self.trust_domain,
+        }
+        path = self.home / STACK_FILE
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(described, handle)
+
     def stop(self) -> None:
         """SIGTERM every service, wait for them, then stop PostgreSQL."""
+        (self.home / STACK_FILE).unlink(missing_ok=True)
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -267,6 +287,11 @@ def run(home: Path, base_port: int = 7100) -> None:
         print(f"  PKI         {pki_dir}  (admin cert: {pki_dir}/admin/admin.pem)")
         print(f"  logs        {home / 'logs'}")
         print("ready; press Ctrl-C to stop", flush=True)
+        print(
+            "see it work: run `.venv/bin/medrelay demo` in another terminal (a CT scan sent "
+            "from hospital A to clinic B, forwarded, refused, revoked, audited)",
+            flush=True,
+        )
         while not stopping:
             for service, process in stack.processes.items():
                 if process.poll() is not None:
