@@ -2,7 +2,8 @@
 
 `serve` runs one service (the container's command), `health` probes one (its HEALTHCHECK),
 `migrate` applies migrations, `pki init` writes a dev PKI, `audit verify` checks the ledgers,
-`dev` runs the local stack.
+`dev` runs the local stack. The client commands (send, inbox, fetch, ack, forward, recall,
+status, consent, directory, audit report) call the gRPC API: see services/client/.
 Errors are one line that says what to do; a wrong setting names its variable.
 """
 
@@ -19,6 +20,8 @@ import typer
 from medrelay import audit
 from medrelay.settings import SERVICES
 
+from . import client
+
 app = typer.Typer(
     help="medrelay: consent-checked, end-to-end encrypted exchange of health documents.",
     no_args_is_help=True,
@@ -29,6 +32,7 @@ pki_app = typer.Typer(help="The development PKI.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit ledgers.", no_args_is_help=True)
 app.add_typer(pki_app, name="pki")
 app.add_typer(audit_app, name="audit")
+client.register(app, audit_app)
 
 DEFAULT_HOME = Path(".medrelay")
 

@@ -1,0 +1,352 @@
+"""Sending a file as a document, and fetching a document into a file: the streaming parts,
+without any printing, so a command, a demo or a script can drive them and show progress its
+own way (`on_progress` is told how many bytes just went by).
+
+A send streams the file in 1 MiB chunks (the API's largest) behind the header; the exchange
+service encrypts as they arrive and signs the header, so the client sends plaintext over mutual
+TLS and keeps nothing but the SHA-256 it computed on the way, for the person's records.
+
+A fetch writes into a temporary file beside the destination (mode 0600: it is a patient's
+document) and renames it into place only when the whole content arrived, its byte count and
+SHA-256 match what the exchange service recorded at send, and the sender organisation's
+signature verified. Anything else removes the temporary file: there is never a partial or
+unverified document under the name asked for.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from medrelay.common.v1 import types_pb2
+from medrelay.exchange.v1 import exchange_service_pb2 as xpb
+from medrelay.exchange.v1 import exchange_service_pb2_grpc as exchange_grpc
+
+from .connection import transfer_timeout
+from .failures import Failure, usage
+from .inputs import extension_for
+
+#: The API's largest chunk.
+CHUNK_BYTES = 1024 * 1024
+#: A fetch's size is unknown until its first message, so its deadline allows a document of
+#: the default deployment limit (2 GiB); `stall_timeout` ends a fetch that stops moving.
+FETCH_DEADLINE_BYTES = 2 * 1024 * 1024 * 1024
+#: How often a waiting command wakes up, so Ctrl-C is honoured at once.
+_POLL_SECONDS = 0.2
+
+OnProgress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What the header of each document of a send says (the file gives the rest)."""
+
+    practitioner: str
+    patient: types_pb2.PatientIdentifier
+    recipients: Sequence[types_pb2.RecipientRef]
+    type: types_pb2.Coding
+    note: str = ""
+    purpose: str = "TREAT"
+    data_classes: Sequence[str] = ()
+    #: Defaults to the file's name.
+    title: str = ""
+    #: Defaults to a guess from the file's name (inputs.content_type).
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A document the exchange service stored."""
+
+    document: xpb.Document
+    path: Path
+    size: int
+    sha256: str
+    seconds: float
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A document saved and verified."""
+
+    document: xpb.Document
+    path: Path
+    size: int
+    sha256: str
+    signature_valid: bool
+    seconds: float
+
+
+def header(outgoing: Outgoing, path: Path, size: int, request_id: str) -> xpb.DocumentHeader:
+    """The first message of a send."""
+    return xpb.DocumentHeader(
+        request_id=request_id,
+        practitioner_id=outgoing.practitioner,
+        patient=outgoing.patient,
+        recipients=list(outgoing.recipients),
+        type=outgoing.type,
+        title=outgoing.title or path.name[:200],
+        content_type=outgoing.content_type,
+        note=outgoing.note,
+        size_bytes=size,
+        purpose=outgoing.purpose,
+        data_classes=list(outgoing.data_classes),
+    )
+
+
+class _Chunks:
+    """The request stream of a send; grpc pulls it from a thread of its own, so a local read
+    error is kept here and reported instead of grpc's generic "exception iterating requests"."""
+
+    def __init__(self, head: xpb.DocumentHeader, file: Any, on_progress: OnProgress | None) -> None:
+        self._head = head
+        self._file = file
+        self._on_progress = on_progress
+        self.digest = hashlib.sha256()
+        self.error: OSError | None = None
+
+    def __iter__(self) -> Iterator[xpb.SendDocumentRequest]:
+        yield xpb.SendDocumentRequest(header=self._head)
+        while True:
+            try:
+                chunk = self._file.read(CHUNK_BYTES)
+            except OSError as exc:
+                self.error = exc
+                raise
+            if not chunk:
+                return
+            self.digest.update(chunk)
+            yield xpb.SendDocumentRequest(chunk=chunk)
+            if self._on_progress is not None:
+                self._on_progress(len(chunk))
+
+
+def _wait(future: Any) -> Any:
+    """The future's result, waking up often so Ctrl-C cancels the call at once."""
+    try:
+        while True:
+            try:
+                return future.result(timeout=_POLL_SECONDS)
+            except grpc.FutureTimeoutError:
+                continue
+    except KeyboardInterrupt:
+        future.cancel()
+        raise
+
+
+def send_file(
+    stub: exchange_grpc.ExchangeServiceStub,
+    path: Path,
+    outgoing: Outgoing,
+    *,
+    timeout: float,
+    on_progress: OnProgress | None = None,
+    request_id: str | None = None,
+) -> Sent:
+    """Send one file as one document; grpc.RpcError when the service refuses it.
+
+    The deadline grows with the file's size (connection.transfer_timeout). The request id
+    makes a retry of the same send idempotent (a new one is drawn unless given).
+    """
+    request = request_id or str(uuid.uuid4())
+    started = time.monotonic()
+    with path.open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        chunks = _Chunks(header(outgoing, path, size, request), file, on_progress)
+        future = stub.SendDocument.future(iter(chunks), timeout=transfer_timeout(size, timeout))
+        try:
+            document = _wait(future)
+        except grpc.RpcError:
+            if chunks.error is not None:
+                raise chunks.error from None
+            raise
+    return Sent(
+        document=document,
+        path=path,
+        size=size,
+        sha256=chunks.digest.hexdigest(),
+        seconds=time.monotonic() - started,
+        request_id=request,
+    )
+
+
+class _Watchdog:
+    """Cancels a streaming call that has not moved for `stall_seconds`."""
+
+    def __init__(self, call: Any, stall_seconds: float) -> None:
+        self._call = call
+        self._stall = stall_seconds
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self.fired = False
+        self._thread = threading.Thread(target=self._run, name="fetch-watchdog", daemon=True)
+        self._thread.start()
+
+    def touch(self) -> None:
+        self._last = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._done.wait(_POLL_SECONDS):
+            if time.monotonic() - self._last > self._stall:
+                self.fired = True
+                self._call.cancel()
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _target(destination: Path | None) -> tuple[Path, bool]:
+    """(the folder or file to write, whether it is a folder to name the file in)."""
+    place = destination if destination is not None else Path.cwd()
+    if place.is_dir():
+        return place, True
+    if not place.parent.is_dir():
+        raise usage(f"{place.parent}: no such folder")
+    return place, False
+
+
+def fetch_to_file(
+    stub: exchange_grpc.ExchangeServiceStub,
+    document_id: str,
+    practitioner: str,
+    destination: Path | None,
+    *,
+    timeout: float,
+    purpose: str = "",
+    justification: str = "",
+    overwrite: bool = False,
+    on_start: Callable[[xpb.Document], None] | None = None,
+    on_progress: OnProgress | None = None,
+) -> Fetched:
+    """Fetch a document into `destination` (a file, or a folder where it is named
+    `<document id><extension>`; the current folder by default), verified; see the module doc.
+
+    grpc.RpcError when the service refuses; Failure when verification fails or the file
+    exists (without `overwrite`).
+    """
+    place, is_folder = _target(destination)
+    if not is_folder and place.exists() and not overwrite:
+        raise usage(f"{place} exists; choose another name, or --force to replace it")
+    if is_folder and not overwrite:
+        # The name's extension comes with the document, after the access is granted and
+        # recorded; refuse before asking when this document was saved here already.
+        for earlier in place.glob(f"{glob.escape(document_id)}.*"):
+            if earlier.is_file() and earlier.stem == document_id:
+                raise usage(
+                    f"{earlier} exists (fetched before?); choose another name with --output, "
+                    "or --force to replace it"
+                )
+    folder = place if is_folder else place.parent
+    fd, temporary_name = tempfile.mkstemp(dir=folder, prefix=".medrelay-", suffix=".part")
+    temporary = Path(temporary_name)
+    started = time.monotonic()
+    call = stub.FetchDocument(
+        xpb.FetchDocumentRequest(
+            document_id=document_id,
+            practitioner_id=practitioner,
+            purpose=purpose,
+            justification=justification,
+        ),
+        timeout=transfer_timeout(FETCH_DEADLINE_BYTES, timeout),
+    )
+    watchdog = _Watchdog(call, timeout)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            digest = hashlib.sha256()
+            received = 0
+            document: xpb.Document | None = None
+            trailer: xpb.FetchTrailer | None = None
+            try:
+                for message in call:
+                    watchdog.touch()
+                    kind = message.WhichOneof("part")
+                    if kind == "document":
+                        document = message.document
+                        if is_folder:
+                            name = f"{document.id}{extension_for(document.header.content_type)}"
+                            place = folder / name
+                            if place.exists() and not overwrite:
+                                call.cancel()
+                                raise usage(
+                                    f"{place} exists; choose another name with --output, or "
+                                    "--force to replace it"
+                                )
+                        if on_start is not None:
+                            on_start(document)
+                    elif kind == "chunk":
+                        file.write(message.chunk)
+                        digest.update(message.chunk)
+                        received += len(message.chunk)
+                        if on_progress is not None:
+                            on_progress(len(message.chunk))
+                    elif kind == "trailer":
+                        trailer = message.trailer
+            except grpc.RpcError as exc:
+                if watchdog.fired and exc.code() is grpc.StatusCode.CANCELLED:
+                    raise Failure(
+                        f"the transfer stalled: nothing arrived for {timeout:g} s, so it was "
+                        "stopped and nothing was saved; try again, or allow more with --timeout"
+                    ) from None
+                raise
+            except KeyboardInterrupt:
+                call.cancel()
+                raise
+            file.flush()
+            os.fsync(file.fileno())
+        _verify(document, trailer, received, digest.digest())
+        assert document is not None and trailer is not None  # _verify checked
+        os.replace(temporary, place)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    finally:
+        watchdog.stop()
+    return Fetched(
+        document=document,
+        path=place,
+        size=received,
+        sha256=digest.hexdigest(),
+        signature_valid=trailer.signature_valid,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _verify(
+    document: xpb.Document | None,
+    trailer: xpb.FetchTrailer | None,
+    received: int,
+    sha256: bytes,
+) -> None:
+    """Refuse a fetch that is incomplete, altered, or not signed by the sender."""
+    nothing_saved = "nothing was saved"
+    if document is None or trailer is None:
+        raise Failure(f"the transfer ended early; {nothing_saved}; try again")
+    if received != document.size_bytes:
+        raise Failure(
+            f"received {received} bytes where the document has {document.size_bytes}; "
+            f"{nothing_saved}; try again"
+        )
+    if trailer.sha256 != sha256:
+        raise Failure(
+            "the content received does not match the SHA-256 recorded when it was sent; "
+            f"{nothing_saved}; try again, and report it to the operators if it happens again"
+        )
+    if not trailer.signature_valid:
+        raise Failure(
+            "the sender organisation's signature over the document did not verify; "
+            f"{nothing_saved}; report it to the operators"
+        )
