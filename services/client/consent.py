@@ -270,8 +270,7 @@ def revoke(
     ca: CaOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
 ) -> None:
-    """Revoke a consent: effective at the next send or read, even of documents delivered
-    before.
+    """Revoke a consent: effective at the next send or read, even of earlier documents.
 
     Example: medrelay consent revoke <consent id> --as org/hopital-a/system/ehr
     """

@@ -229,8 +229,9 @@ def add_system(
     ca: CaOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
 ) -> None:
-    """Register an organisation's system (an EHR); its certificate must name
-    org/<organisation>/system/<name> (administrators).
+    """Register an organisation's system, e.g. its EHR (administrators).
+
+    The system's certificate must name org/<organisation>/system/<name>.
 
     Example: medrelay directory add-system hopital-a ehr --name "Hôpital A EHR" --as admin/admin
     """
@@ -376,8 +377,9 @@ def end_membership(
     ca: CaOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
 ) -> None:
-    """End a practitioner's current membership of an organisation now: from the next call on,
-    they can neither send nor read through it (administrators).
+    """End a practitioner's current membership of an organisation now (administrators).
+
+    From the next call on, they can neither send nor read through that organisation.
 
     Example: medrelay directory end-membership dr-martin hopital-a --as admin/admin
     """

@@ -637,8 +637,9 @@ def status(
     ca: CaOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
 ) -> None:
-    """Where a document stands: each recipient's delivery (new, opened, read, revoked) and
-    its forwards. The sender sees every recipient; a recipient sees their own.
+    """Where a document stands: each recipient's delivery (new, opened, read, revoked).
+
+    The sender sees every recipient and forward; a recipient sees their own.
 
     Example: medrelay status <id> --as org/hopital-a/system/ehr -p dr-a
     """
