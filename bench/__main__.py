@@ -1,13 +1,13 @@
 """`make bench`: JSON lines, each figure beside the floor measured in the same run.
 
-Identity's Authorize over mutual TLS, with 1 and 32 concurrent callers, against the floor:
+Identity's Authorize over mutual TLS, with 1, 4 and 32 concurrent callers, against the floor:
 an empty RPC on the same kind of server (bench/floor_server.py). The keys service's
 GenerateDataKey (1 and 5 recipients) and UnwrapDataKey against the same floor (bench/keys.py).
 The envelope encryptor's throughput against raw AES-256-GCM from `cryptography` on the same
-data. A document sent and fetched end to end through the exchange service (64 KiB and 1 MiB,
-1 and 16 callers) against the same bytes streamed into a PostgreSQL row and back
+data. A document sent and fetched end to end through the exchange service (64 KiB, 1 MiB
+and 4 MiB; 1, 4 and 16 callers) against the same bytes streamed into a PostgreSQL row and back
 (bench/exchange.py, bench/stream_floor.py). ITI-65 push and ITI-68 retrieve of 1 MiB through the
-FHIR gateway at 1 and 16 clients beside SendDocument and FetchDocument straight over gRPC on
+FHIR gateway at 1, 4 and 16 clients beside SendDocument and FetchDocument straight over gRPC on
 the same stack (bench/gateway.py). Servers run as their own processes; the load runs
 here. Each figure is the median of several bounded runs. `--only NAME` runs one of them.
 """
@@ -45,6 +45,8 @@ from medrelay.pki import DevPki
 from medrelay.spiffe import PeerIdentity
 
 BENCHES = ("identity", "keys", "consent", "envelope", "exchange", "gateway")
+#: Three levels, so that a plot against concurrency has a shape.
+IDENTITY_CALLERS = (1, 4, 32)
 
 
 async def seed(target: str, pki: DevPki) -> str:
@@ -76,7 +78,7 @@ async def bench_identity(work: Path, seconds: float, repeats: int) -> list[dict]
 
             await run_load(authorize, 8, 1.0)  # warm-up: connections, statement cache
             await run_load(floor, 8, 1.0)
-            for callers in (1, 32):
+            for callers in IDENTITY_CALLERS:
                 floor_result = await measure(floor, callers, seconds, repeats)
                 result = await measure(authorize, callers, seconds, repeats)
                 lines.append(
@@ -98,8 +100,8 @@ def main() -> None:
         "--exchange-seconds",
         type=float,
         default=2.0,
-        help="length of one exchange run (4 figures and their 4 floors, each the median of "
-        "--repeats runs: 2 s runs keep the exchange bench near 75 s)",
+        help="length of one exchange run (9 figures and their 9 floors, each the median of "
+        "--repeats runs: 2 s runs keep the exchange bench near 130 s on 2 cores)",
     )
     parser.add_argument(
         "--only", action="append", choices=BENCHES, help="run only this bench (repeatable)"

@@ -23,12 +23,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from medrelay.envelope import EnvelopeDecryptor, EnvelopeEncryptor
 
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
 CHUNK = MIB
-SIZES_MIB = (1, 64)
+#: One short chunk, one chunk, many chunks.
+SIZES = (64 * KIB, MIB, 64 * MIB)
 BYTES_PER_SAMPLE = 256 * MIB  # each timing covers this much data, so 1 MiB runs are not noise
 FLOOR = "raw AES-256-GCM (cryptography) one call per 1 MiB chunk"
 TARGET = {"min_ratio": 0.8}
+#: The target is for large inputs (the issue set it at 64 MiB; 1 MiB has been held to it too).
+#: 64 KiB, a single short chunk, shows what each document costs on top and has no target.
+TARGET_FROM_SIZE = MIB
 DOCUMENT_ID = "bench-document"
 
 
@@ -40,23 +45,25 @@ def _mb_per_s(run: Callable[[], object], size: int) -> float:
     return loops * size / 1e6 / (time.perf_counter() - started)
 
 
-def _line(name: str, size_mib: int, subject: list[float], floor: list[float]) -> dict[str, Any]:
+def _line(name: str, size: int, subject: list[float], floor: list[float]) -> dict[str, Any]:
     mb_per_s, floor_mb_per_s = statistics.median(subject), statistics.median(floor)
     ratio = mb_per_s / floor_mb_per_s
-    return {
+    entry: dict[str, Any] = {
         "bench": name,
-        "size_mib": size_mib,
+        "size_bytes": size,
+        "size_mib": size // MIB if size % MIB == 0 else size / MIB,
         "mb_per_s": round(mb_per_s, 1),
         "floor": FLOOR,
         "floor_mb_per_s": round(floor_mb_per_s, 1),
         "ratio_to_floor": round(ratio, 3),
-        "target": TARGET,
-        "target_met": ratio >= TARGET["min_ratio"],
     }
+    if size >= TARGET_FROM_SIZE:
+        entry["target"] = TARGET
+        entry["target_met"] = ratio >= TARGET["min_ratio"]
+    return entry
 
 
-def _bench_size(key: bytes, size_mib: int, repeats: int) -> list[dict[str, Any]]:
-    size = size_mib * MIB
+def _bench_size(key: bytes, size: int, repeats: int) -> list[dict[str, Any]]:
     data = os.urandom(size)
     view = memoryview(data)
     aead = AESGCM(key)
@@ -90,15 +97,15 @@ def _bench_size(key: bytes, size_mib: int, repeats: int) -> list[dict[str, Any]]
         for run, samples in figures.items():
             samples.append(_mb_per_s(run, size))
     return [
-        _line("envelope.encrypt", size_mib, figures[encrypt], figures[encrypt_floor]),
-        _line("envelope.decrypt", size_mib, figures[decrypt], figures[decrypt_floor]),
+        _line("envelope.encrypt", size, figures[encrypt], figures[encrypt_floor]),
+        _line("envelope.decrypt", size, figures[decrypt], figures[decrypt_floor]),
     ]
 
 
 def bench_envelope(repeats: int) -> list[dict[str, Any]]:
-    """Encrypt and decrypt figures for 1 MiB and 64 MiB inputs, each beside its floor."""
+    """Encrypt and decrypt figures for 64 KiB, 1 MiB and 64 MiB inputs, each beside its floor."""
     key = os.urandom(32)
-    return [line for size_mib in SIZES_MIB for line in _bench_size(key, size_mib, repeats)]
+    return [line for size in SIZES for line in _bench_size(key, size, repeats)]
 
 
 def main() -> None:

@@ -4,9 +4,10 @@ Each call of the load is one round trip: org-a's EHR system sends a document for
 (SendDocument: the header, then chunks of 1 MiB), then org-b's EHR system fetches it for dr-b
 (FetchDocument), and the bench compares the SHA-256 of the bytes that came back (and the
 trailer's) with what was sent, so a broken path cannot pass for a fast one. Documents of
-64 KiB and 1 MiB (random bytes), 1 and 16 concurrent callers. The exchange service runs as its
-own process beside identity, keys (local backend) and consent, whose default policy is
-opt-out: no consent records are needed, and consent is still asked at every send and fetch.
+64 KiB, 1 MiB and 4 MiB (random bytes), 1, 4 and 16 concurrent callers. The exchange service
+runs as its own process beside identity, keys (local backend) and consent, whose default
+policy is opt-out: no consent records are needed, and consent is still asked at every send
+and fetch.
 
 The floor (bench/stream_floor.py) is the same round trip of the same bytes in the same chunks,
 with the same certificates and the same hash check here: one mutual-TLS gRPC client stream
@@ -49,8 +50,8 @@ from medrelay.spiffe import PeerIdentity
 NAME = "exchange.SendDocument+FetchDocument"
 KIB = 1024
 MIB = 1024 * KIB
-SIZES = (64 * KIB, MIB)
-CALLERS = (1, 16)
+SIZES = (64 * KIB, MIB, 4 * MIB)
+CALLERS = (1, 4, 16)
 CHUNK = MIB
 SENDER, SENDER_ORG = "dr-a", "org-a"
 RECEIVER, RECEIVER_ORG = "dr-b", "org-b"
@@ -272,7 +273,8 @@ def floor_calls(
 
 
 async def bench_exchange(work: Path, seconds: float, repeats: int) -> list[dict[str, object]]:
-    """Round trips of 64 KiB and 1 MiB at 1 and 16 callers, each beside the stream floor."""
+    """Round trips of 64 KiB, 1 MiB and 4 MiB at 1, 4 and 16 callers, each beside the stream
+    floor."""
     if "exchange" not in available_services():
         return [{"bench": NAME, "skipped": "the exchange service is not implemented yet"}]
     lines: list[dict[str, object]] = []

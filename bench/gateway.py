@@ -16,7 +16,7 @@ org-b's (the retriever, acting for dr-b), keep-alive connections, one per concur
   SHA-256 checked). Each retrieve call fetches a different document pushed before.
 
 Every call has a deadline; every run is a fixed number of calls per caller (16 for 1 caller,
-8 each for 16) after a warm-up.
+8 each for 4 or 16) after a warm-up.
 Within each repeat the gateway and gRPC runs alternate, so a noisy moment hits both; each
 figure is the run with the median throughput, its latencies that run's. MB/s counts document
 content (10^6 bytes) per second. Both load generators run in this process, on the same two
@@ -69,9 +69,9 @@ from medrelay.spiffe import PeerIdentity
 
 NAME = "gateway"
 SIZE = 1024 * 1024
-CALLERS = (1, 16)
+CALLERS = (1, 4, 16)
 #: Calls per caller in one run (after the warm-up), by number of callers.
-CALLS_PER_CALLER = {1: 16, 16: 8}
+CALLS_PER_CALLER = {1: 16, 4: 8, 16: 8}
 CONTENT_TYPE = "application/octet-stream"
 PRACTITIONER_HEADER = "X-Medrelay-Practitioner"
 FHIR_JSON = "application/fhir+json"
@@ -336,7 +336,7 @@ def report(
 
 
 async def bench_gateway(work: Path, repeats: int) -> list[dict[str, object]]:
-    """Push and retrieve of 1 MiB through the gateway and over gRPC, at 1 and 16 callers."""
+    """Push and retrieve of 1 MiB through the gateway and over gRPC, at 1, 4 and 16 callers."""
     if importlib.util.find_spec("medrelay.services.gateway") is None:
         return [{"bench": NAME, "skipped": "the gateway is not implemented yet"}]
     lines: list[dict[str, object]] = []

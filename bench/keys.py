@@ -2,8 +2,9 @@
 
 GenerateDataKey for 1 and 5 recipient organisations (a fresh document id per call: every call
 makes a key, wraps it per organisation, stores the wraps and an audit record), and
-UnwrapDataKey of one document (decrypt a wrap, audit the release). The floor is the empty RPC
-on the same kind of server, called by the same exchange-service channel in the same run.
+UnwrapDataKey of one document (decrypt a wrap, audit the release), at 1, 4 and 16 callers.
+The floor is the empty RPC on the same kind of server, called by the same exchange-service
+channel in the same run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from medrelay.keys.v1 import keys_service_pb2 as pb
 from medrelay.keys.v1 import keys_service_pb2_grpc as pb_grpc
 from medrelay.spiffe import PeerIdentity
 
-CALLERS = (1, 16)
+CALLERS = (1, 4, 16)
 ORGANIZATIONS = [f"org-{n}" for n in range(5)]
 
 
