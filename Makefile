@@ -51,7 +51,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check libs services tests bench scripts
 	$(VENV)/bin/mypy libs/medrelay services
 
-## make bench: speed figures as JSON lines, each beside the floor measured in the same run.
+## make bench: speed figures as JSON lines, each beside the floor measured in the same run; the
+## run as one JSON document and an HTML report with plots in bench/results/ (about 8 minutes
+## on 2 cores). `$(PY) -m bench.report bench/results/<run>.json` rebuilds a report alone.
 bench: $(STAMP)
 	$(PY) -m bench
 

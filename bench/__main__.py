@@ -10,6 +10,11 @@ and 4 MiB; 1, 4 and 16 callers) against the same bytes streamed into a PostgreSQ
 FHIR gateway at 1, 4 and 16 clients beside SendDocument and FetchDocument straight over gRPC on
 the same stack (bench/gateway.py). Servers run as their own processes; the load runs
 here. Each figure is the median of several bounded runs. `--only NAME` runs one of them.
+
+Then the whole run is written as one JSON document (machine, git commit, arguments, every
+line) to bench/results/<UTC start>.json and latest.json, and shown as bench/results/report.html
+with plots (bench/report.py); `--results DIR` writes elsewhere. A run that fails part way still
+writes what it measured, marked with the error.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import argparse
 import asyncio
 import json
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +45,7 @@ from bench.harness import (
 )
 from bench.keys import bench_keys
 from bench.load import run_load
+from bench.report import RESULTS, run_document, utc_now, write_results
 from medrelay import tls
 from medrelay.identity.v1 import identity_service_pb2 as pb
 from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
@@ -106,8 +114,18 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", choices=BENCHES, help="run only this bench (repeatable)"
     )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="where the run's JSON document and report.html go (default: bench/results)",
+    )
     args = parser.parse_args()
     chosen = args.only or BENCHES
+    started = utc_now()
+    lines: list[dict[str, Any]] = []
+    durations: dict[str, float] = {}
+    error: str | None = None
     work = Path(tempfile.mkdtemp(prefix="medrelay-bench-"))
     runs: dict[str, Callable[[], list[dict[str, Any]]]] = {
         "identity": lambda: asyncio.run(
@@ -124,10 +142,21 @@ def main() -> None:
     try:
         for name in BENCHES:
             if name in chosen:
+                began = time.monotonic()
                 for entry in runs[name]():
+                    lines.append(entry)
                     print(json.dumps(entry), flush=True)
+                durations[name] = round(time.monotonic() - began, 1)
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if lines:  # a run stopped before its first figure leaves the last report alone
+            arguments = {key: value for key, value in vars(args).items() if key != "results"}
+            document = run_document(lines, started, utc_now(), arguments, durations, error)
+            paths = write_results(document, args.results)
+            print(f"results: {paths['run']}, report: {paths['report']}", file=sys.stderr)
 
 
 if __name__ == "__main__":
