@@ -667,7 +667,9 @@ def render(document: Mapping[str, Any]) -> str:
             heading = escape(group.bench + (f" · {group.label}" if group.label else ""))
             cards.append(f"<div class='card'><h3>{heading}</h3>{''.join(charts)}</div>")
         if cards:
-            sections.append(f"<h2>{axis.heading}</h2><div class='cards'>{''.join(cards)}</div>")
+            sections.append(
+                f"<h2 id='{axis.key}'>{axis.heading}</h2><div class='cards'>{''.join(cards)}</div>"
+            )
     data = json.dumps(document, indent=1)
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
