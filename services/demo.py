@@ -355,8 +355,7 @@ class Demo:
         )
         self.consent_id = record.id
         self._detail(
-            f"consent {record.id} recorded by {HOSPITAL_A}: treatment by "
-            f"{', '.join(ORGANISATIONS)}"
+            f"consent {record.id} recorded by {HOSPITAL_A}: treatment by {', '.join(ORGANISATIONS)}"
         )
 
     def _send(self, title: str, content_type: str, content: bytes) -> xpb.Document:
