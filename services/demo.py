@@ -13,18 +13,20 @@ with the certificates of the dev PKI; each run uses a new patient, so it can be 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import grpc
 
@@ -40,11 +42,12 @@ from medrelay.identity.v1 import identity_service_pb2_grpc as identity_grpc
 from medrelay.pki import DevPki
 from medrelay.spiffe import PeerIdentity
 
+from .client.failures import Failure
+from .client.transfer import Outgoing, fetch_to_file, send_file
 from .devstack import STACK_FILE
 
 TIMEOUT = 10.0
-TRANSFER_TIMEOUT = 120.0
-CHUNK = 1024 * 1024
+MIB = 1024 * 1024
 NIR = "urn:oid:1.2.250.1.213.1.4.8"
 LOINC = "http://loinc.org"
 IMAGING = types_pb2.Coding(system=LOINC, code="18748-4", display="Diagnostic imaging study")
@@ -142,7 +145,7 @@ def created(call: Callable[..., object], request: object) -> bool:
 # -- what the radiologist sends -------------------------------------------------------------
 
 
-def ct_scan(size: int = 8 * CHUNK) -> bytes:
+def ct_scan(size: int = 8 * MIB) -> bytes:
     """A stand-in CT series: a DICOM preamble and random voxels (incompressible, so a copy in
     the database would show)."""
     return b"\0" * 128 + b"DICM" + secrets.token_bytes(size - 132)
@@ -219,6 +222,8 @@ class Demo:
         )
         self.documents: list[str] = []
         self.consent_id = ""
+        # The doctors' files: what is sent, and what each reader saves (removed at the end).
+        self.files = Path(tempfile.mkdtemp(prefix="medrelay-demo-"))
 
     def _stub(self, service: str, identity: PeerIdentity) -> grpc.Channel:
         channel = self.stack.channel(service, identity)
@@ -241,6 +246,7 @@ class Demo:
     def close(self) -> None:
         for channel in self.channels:
             channel.close()
+        shutil.rmtree(self.files, ignore_errors=True)
 
     def play(self) -> None:
         steps = [
@@ -260,7 +266,12 @@ class Demo:
             try:
                 step()
             except grpc.RpcError as exc:
-                raise DemoFailed(f"step {number}: the call failed: {reason_of(exc)}") from None
+                reason = reason_of(exc)
+                if reason == "UNAVAILABLE":
+                    reason += " (is `make run` still running?)"
+                raise DemoFailed(f"step {number}: the call failed: {reason}") from None
+            except Failure as exc:
+                raise DemoFailed(f"step {number}: {exc}") from None
             except DemoFailed as exc:
                 raise DemoFailed(f"step {number}: {exc}") from None
 
@@ -358,57 +369,47 @@ class Demo:
             f"consent {record.id} recorded by {HOSPITAL_A}: treatment by {', '.join(ORGANISATIONS)}"
         )
 
-    def _send(self, title: str, content_type: str, content: bytes) -> xpb.Document:
-        head = xpb.DocumentHeader(
-            request_id=str(uuid.uuid4()),
-            practitioner_id=RADIOLOGIST.practitioner_id,
-            patient=self.patient,
-            recipients=[types_pb2.RecipientRef(practitioner_id=REFERRER.practitioner_id)],
-            type=IMAGING,
-            title=title,
-            content_type=content_type,
-            note=self.note,
-            size_bytes=len(content),
-            purpose="TREAT",
-        )
-
-        def requests() -> Iterator[xpb.SendDocumentRequest]:
-            yield xpb.SendDocumentRequest(header=head)
-            for offset in range(0, len(content), CHUNK):
-                yield xpb.SendDocumentRequest(chunk=content[offset : offset + CHUNK])
-
-        document: xpb.Document = self.exchange(HOSPITAL_A).SendDocument(
-            requests(), timeout=TRANSFER_TIMEOUT
-        )
-        return document
-
     def send(self) -> None:
-        for title, content_type, content in (
-            ("CT abdomen-pelvis with contrast", "application/dicom", self.scan),
-            ("CT slice 142, annotated", "image/png", self.image),
+        """Sent as a person sends them: files on disk, through the client's `send_file`."""
+        for name, title, content_type, content in (
+            (
+                "ct-abdomen-pelvis.dcm",
+                "CT abdomen-pelvis with contrast",
+                "application/dicom",
+                self.scan,
+            ),
+            ("ct-slice-142-annotated.png", "CT slice 142, annotated", "image/png", self.image),
         ):
-            document = self._send(title, content_type, content)
-            self.documents.append(document.id)
+            path = self.files / name
+            path.write_bytes(content)
+            outgoing = Outgoing(
+                practitioner=RADIOLOGIST.practitioner_id,
+                patient=self.patient,
+                recipients=[types_pb2.RecipientRef(practitioner_id=REFERRER.practitioner_id)],
+                type=IMAGING,
+                note=self.note,
+                title=title,
+                content_type=content_type,
+            )
+            sent = send_file(self.exchange(HOSPITAL_A), path, outgoing, timeout=TIMEOUT)
+            self.documents.append(sent.document.id)
             self._detail(
-                f"{document.id}  {title} ({len(content):,} bytes) → {REFERRER.practitioner_id}"
+                f"{sent.document.id}  {title} ({sent.size:,} bytes) → {REFERRER.practitioner_id}"
             )
 
     def _fetch(self, organization_id: str, practitioner_id: str, document_id: str) -> bytes:
-        content = bytearray()
-        trailer: xpb.FetchTrailer | None = None
-        for message in self.exchange(organization_id).FetchDocument(
-            xpb.FetchDocumentRequest(document_id=document_id, practitioner_id=practitioner_id),
-            timeout=TRANSFER_TIMEOUT,
-        ):
-            if message.WhichOneof("part") == "chunk":
-                content += message.chunk
-            elif message.WhichOneof("part") == "trailer":
-                trailer = message.trailer
-        if trailer is None or not trailer.signature_valid:
+        """Fetched as a person fetches it: `fetch_to_file`, which saves the file only once its
+        size, SHA-256 and signature check out."""
+        fetched = fetch_to_file(
+            self.exchange(organization_id),
+            document_id,
+            practitioner_id,
+            self.files / f"{practitioner_id}-{uuid.uuid4().hex[:8]}-{document_id}",
+            timeout=TIMEOUT,
+        )
+        if not fetched.signature_valid:
             raise DemoFailed("the document arrived without a valid signature")
-        if trailer.sha256 != hashlib.sha256(content).digest():
-            raise DemoFailed("the document's bytes do not match its hash")
-        return bytes(content)
+        return fetched.path.read_bytes()
 
     def _read_all(self, doctor: Doctor) -> None:
         for document_id, expected in zip(self.documents, (self.scan, self.image), strict=True):
@@ -520,10 +521,18 @@ class Demo:
             raise DemoFailed(f"audit verify exited {result.returncode}: {result.stderr.strip()}")
 
     def dump(self) -> None:
+        # The password goes in PGPASSWORD, not in the arguments every `ps` shows.
+        parts = urlsplit(self.stack.database_url)
+        env = dict(os.environ)
+        if parts.password is not None:
+            env["PGPASSWORD"] = unquote(parts.password)
+            netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
+            parts = parts._replace(netloc=netloc)
         result = subprocess.run(
-            [pg_dump(), "--dbname", self.stack.database_url],
+            [pg_dump(), "--dbname", urlunsplit(parts)],
             capture_output=True,
             timeout=300,
+            env=env,
             check=False,
         )
         if result.returncode != 0:
