@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 from urllib.error import HTTPError, URLError
-from urllib.request import urlopen
+from urllib.request import HTTPSHandler, ProxyHandler, build_opener
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -44,8 +44,10 @@ def check_grpc(target: str, timeout: float) -> str:
 def check_https(url: str, ca: Path | None, timeout: float) -> str:
     """SERVING when `url` answers 200 over verified TLS, else the status or the failure."""
     context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    # No proxy: a probe checks this address itself, whatever HTTPS_PROXY the pod inherits.
+    opener = build_opener(ProxyHandler({}), HTTPSHandler(context=context))
     try:
-        with urlopen(url, timeout=timeout, context=context) as response:
+        with opener.open(url, timeout=timeout) as response:
             return SERVING if response.status == 200 else f"HTTP {response.status}"
     except HTTPError as exc:
         return f"HTTP {exc.code}"
