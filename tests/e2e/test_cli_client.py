@@ -2,11 +2,15 @@
 
 Every service runs as its own process over mutual TLS (exchange_stack); each command is the
 real `medrelay` entry point (`python -m medrelay.services.cli`) started in a pseudo-terminal
-through pexpect, so rich sees a terminal and draws what a person sees: the progress bar of a
-multi-MiB send, the inbox table, the access report. What the terminal finally shows is read
-through a terminal emulator (pyte), cursor movements and erasures applied, so "one line" means
-one line on the screen. Failures must be one line with the right exit code (2 for what was
-typed, 1 for a refusal) and never a traceback. `--json` runs go through a plain pipe, as a
+and read through pexpect, so rich sees a terminal and draws what a person sees: the progress
+bar of a multi-MiB send, the inbox table, the access report. The command is started by
+subprocess (vfork and exec), not pexpect.spawn (fork): this process holds gRPC channels, and a
+fork while their threads are busy runs gRPC's fork handlers in the child, whose poller then
+fails on the descriptors pexpect closes before it execs (`epoll_wait error: Bad file
+descriptor` on the screen, or the child killed by SIGABRT). What the terminal finally shows is
+read through a terminal emulator (pyte), cursor movements and erasures applied, so "one line"
+means one line on the screen. Failures must be one line with the right exit code (2 for what
+was typed, 1 for a refusal) and never a traceback. `--json` runs go through a plain pipe, as a
 script would run them, and every line must parse.
 
 Organisation org-a's dr-a sends; the patient's consent (recorded through the CLI) lets
@@ -15,18 +19,22 @@ org-b read for treatment and nobody else; org-c's dr-c is refused.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pexpect
+import pexpect.fdpexpect
 import pyte
 import pytest
 
@@ -94,19 +102,31 @@ class Cli:
     def terminal(self, *args: str) -> Ran:
         """In a pseudo-terminal, as a person at a shell; stdout and stderr on one screen."""
         started = time.monotonic()
-        child = pexpect.spawn(
-            CLI[0],
-            [*CLI[1:], *args],
-            env=self.env,
-            cwd=str(self.cwd),
-            encoding="utf-8",
-            codec_errors="replace",
-            dimensions=(ROWS, COLUMNS),
-            timeout=COMMAND_TIMEOUT,
+        controller, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+        try:
+            process = subprocess.Popen(
+                [*CLI, *args],
+                stdin=terminal,
+                stdout=terminal,
+                stderr=terminal,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+        finally:
+            os.close(terminal)  # the child holds it now; its exit is our end of file
+        screen = pexpect.fdpexpect.fdspawn(
+            controller, encoding="utf-8", codec_errors="replace", timeout=COMMAND_TIMEOUT
         )
-        raw = child.read()
-        child.close()
-        status = child.exitstatus if child.exitstatus is not None else -(child.signalstatus or 0)
+        try:
+            raw = screen.read()
+            status = process.wait(timeout=COMMAND_TIMEOUT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            screen.close()
         return Ran(status, raw, screen_lines(raw), time.monotonic() - started)
 
     def piped(self, *args: str) -> tuple[Ran, str]:
