@@ -2,66 +2,59 @@
 probes and resources everywhere, settings the processes accept, certificates that name what
 is dialled, and NetworkPolicies that allow exactly the call graph in settings.CALLS.
 
-Rendering is Helm v4's own engine (helm-python-sdk, offline); scripts/check_chart.py adds
-lint, the Kubernetes schemas and checkov on the same renders.
+The renders are conftest.py's `rendered`, made once a session as scripts/check_chart.py makes
+them (release and namespace medrelay); test_chart_checks.py lints the same value sets and
+checks them against the Kubernetes schemas and checkov. Other values go through `render_chart`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from helm_python.chart import Chart
-from helm_python.errors import HelmError
 
 from medrelay.services.consent.settings import ConsentSettings
 from medrelay.services.exchange.settings import ExchangeSettings
 from medrelay.services.gateway.settings import DEFAULT_GATEWAY_PORT, GatewaySettings
 from medrelay.services.keys.settings import KeysSettings
 from medrelay.settings import CALLS, DEFAULT_PORTS, SERVICES, ServiceSettings, load
+from tests.deploy.chart import CHART_DIR, HelmError, check_chart
 
-CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "medrelay"
-RELEASE, NAMESPACE = "mr", "health"
+RELEASE = check_chart.RELEASE
+# The prefix of every object name: the release's name alone, as it contains the chart's.
+FULLNAME = RELEASE
 PROCESSES = (*SERVICES, "gateway")
 PORTS = {**DEFAULT_PORTS, "gateway": DEFAULT_GATEWAY_PORT}
 HEALTH_PORT = 8081
-VALUE_SETS = ["default", *sorted(p.stem for p in (CHART / "ci").glob("*.yaml"))]
+VALUE_SETS = {value_set.name: value_set for value_set in check_chart.value_sets(CHART_DIR)}
 POD_KINDS = {"Deployment", "Job", "Pod"}
 
 Objects = list[dict[str, Any]]
 
 
-def render(values: Mapping[str, Any]) -> Objects:
-    with Chart.load(CHART) as chart:
-        manifests = chart.render(dict(values), name=RELEASE, namespace=NAMESPACE, is_install=True)
-    return [
-        document
-        for path, text in manifests.items()
-        if path.endswith(".yaml")
-        for document in yaml.safe_load_all(text)
-        if document
-    ]
+@pytest.fixture(scope="module")
+def bodies(rendered: Mapping[str, list[Any]]) -> dict[str, Objects]:
+    """Every value set's objects as dicts; a value set that did not render fails the test."""
+    return {name: [obj.body for obj in rendered[name]] for name in VALUE_SETS}
 
 
-def values_of(value_set: str) -> dict[str, Any]:
-    if value_set == "default":
-        return {}
-    loaded: dict[str, Any] = yaml.safe_load((CHART / "ci" / f"{value_set}.yaml").read_text())
-    return loaded
+def effective_values(chart: Chart, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a release gets: the chart's defaults with `values` on top."""
+    return chart.merge_values(dict(values))
 
 
 @pytest.fixture(scope="module")
-def rendered() -> dict[str, Objects]:
-    return {name: render(values_of(name)) for name in VALUE_SETS}
+def values(helm_chart: Chart) -> dict[str, dict[str, Any]]:
+    return {name: effective_values(helm_chart, v.values()) for name, v in VALUE_SETS.items()}
 
 
-def each(rendered: dict[str, Objects], kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for value_set, objects in rendered.items():
+def each(bodies: dict[str, Objects], kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for value_set, objects in bodies.items():
         for obj in objects:
             if obj["kind"] == kind:
                 yield value_set, obj
@@ -79,21 +72,23 @@ def pod_spec(obj: Mapping[str, Any]) -> dict[str, Any]:
 # -- pods ---------------------------------------------------------------------------------
 
 
-def test_every_value_set_renders_every_process_it_enables(rendered: dict[str, Objects]) -> None:
+def test_every_value_set_renders_every_process_it_enables(
+    bodies: dict[str, Objects], values: dict[str, dict[str, Any]]
+) -> None:
     deployments = {
         name: sorted(component(d) for d in objects if d["kind"] == "Deployment")
-        for name, objects in rendered.items()
+        for name, objects in bodies.items()
     }
     assert deployments["default"] == sorted(PROCESSES)
-    assert deployments["minimal-values"] == sorted(SERVICES)
-    assert all(len(objects) > 20 for objects in rendered.values())
+    for name, found in deployments.items():
+        assert found == sorted(p for p in PROCESSES if values[name][p]["enabled"]), name
 
 
 def test_every_container_runs_as_non_root_with_a_read_only_root_filesystem(
-    rendered: dict[str, Objects],
+    bodies: dict[str, Objects],
 ) -> None:
     checked = 0
-    for objects in rendered.values():
+    for objects in bodies.values():
         for obj in objects:
             if obj["kind"] not in POD_KINDS:
                 continue
@@ -114,8 +109,8 @@ def test_every_container_runs_as_non_root_with_a_read_only_root_filesystem(
     assert checked >= 25
 
 
-def test_every_deployment_has_grpc_probes_and_resources(rendered: dict[str, Objects]) -> None:
-    for value_set, deployment in each(rendered, "Deployment"):
+def test_every_deployment_has_grpc_probes_and_resources(bodies: dict[str, Objects]) -> None:
+    for value_set, deployment in each(bodies, "Deployment"):
         name = component(deployment)
         [container] = pod_spec(deployment)["containers"]
         where = f"{value_set}: {name}"
@@ -155,13 +150,13 @@ def known_variables(name: str) -> set[str]:
 
 
 def test_every_config_map_is_accepted_by_its_process_settings(
-    rendered: dict[str, Objects], tmp_path: Path
+    bodies: dict[str, Objects], tmp_path: Path
 ) -> None:
     """The processes' own loaders parse the rendered settings: a misspelled variable or a
     value the process would refuse at start fails here, not in a pod."""
     url = tmp_path / "url"
     url.write_text("postgresql://medrelay@db/medrelay")
-    for value_set, config_map in each(rendered, "ConfigMap"):
+    for value_set, config_map in each(bodies, "ConfigMap"):
         name = component(config_map)
         env = dict(config_map["data"])
         assert set(env) <= known_variables(name), f"{value_set}: {name}: unknown variables"
@@ -177,29 +172,39 @@ def test_every_config_map_is_accepted_by_its_process_settings(
             load(cls, env=env, **overrides)
 
 
-def test_every_dialled_address_is_in_the_callee_certificate(rendered: dict[str, Objects]) -> None:
+def test_every_dialled_address_is_in_the_callee_certificate(
+    bodies: dict[str, Objects], values: dict[str, dict[str, Any]]
+) -> None:
     """Clients check the server's DNS names: each MEDRELAY_<PEER>_ADDRESS host must be one of
-    them, and the port the callee's Service serves."""
-    value_set = "default"
-    certificates = {
-        component(c): c["spec"]
-        for _, c in each({value_set: rendered[value_set]}, "Certificate")
-        if "app.kubernetes.io/component" in c["metadata"]["labels"] and component(c) in PROCESSES
-    }
-    services = {component(s): s for _, s in each({value_set: rendered[value_set]}, "Service")}
-    for _, config_map in each({value_set: rendered[value_set]}, "ConfigMap"):
-        for peer in CALLS[component(config_map)]:
-            host, port = config_map["data"][f"MEDRELAY_{peer.upper()}_ADDRESS"].rsplit(":", 1)
-            assert host in certificates[peer]["dnsNames"]
-            assert host == services[peer]["metadata"]["name"]
-            assert int(port) in {p["port"] for p in services[peer]["spec"]["ports"]}
-    for name, spec in certificates.items():
-        assert spec["uris"] == [f"spiffe://medrelay.local/service/{name}"]
-        assert {"server auth", "client auth"} <= set(spec["usages"])
+    them, and the port the callee's Service serves. (With tls.source=existingSecrets the
+    certificates are the operator's.)"""
+    checked = 0
+    for value_set, objects in bodies.items():
+        if values[value_set]["tls"]["source"] != "certManager":
+            continue
+        by_kind = {value_set: objects}
+        certificates = {
+            component(c): c["spec"]
+            for _, c in each(by_kind, "Certificate")
+            if c["metadata"]["labels"].get("app.kubernetes.io/component") in PROCESSES
+        }
+        services = {component(s): s for _, s in each(by_kind, "Service")}
+        for _, config_map in each(by_kind, "ConfigMap"):
+            for peer in CALLS[component(config_map)]:
+                host, port = config_map["data"][f"MEDRELAY_{peer.upper()}_ADDRESS"].rsplit(":", 1)
+                assert host in certificates[peer]["dnsNames"], value_set
+                assert host == services[peer]["metadata"]["name"], value_set
+                assert int(port) in {p["port"] for p in services[peer]["spec"]["ports"]}
+                checked += 1
+        trust_domain = values[value_set]["trustDomain"]
+        for name, spec in certificates.items():
+            assert spec["uris"] == [f"spiffe://{trust_domain}/service/{name}"]
+            assert {"server auth", "client auth"} <= set(spec["usages"])
+    assert checked >= sum(len(peers) for peers in CALLS.values())
 
 
-def test_keys_with_vault_logs_in_with_a_vault_audience_token(rendered: dict[str, Objects]) -> None:
-    objects = rendered["certmanager-vault-cloudnativepg-values"]
+def test_keys_with_vault_logs_in_with_a_vault_audience_token(bodies: dict[str, Objects]) -> None:
+    objects = bodies["certmanager-vault-cloudnativepg-values"]
     [keys] = [d for d in objects if d["kind"] == "Deployment" and component(d) == "keys"]
     [config] = [c for c in objects if c["kind"] == "ConfigMap" and component(c) == "keys"]
     volumes = {v["name"]: v for v in pod_spec(keys)["volumes"]}
@@ -210,14 +215,19 @@ def test_keys_with_vault_logs_in_with_a_vault_audience_token(rendered: dict[str,
     assert "master-key" not in volumes
 
 
-def test_the_helm_test_pod_checks_every_process(rendered: dict[str, Objects]) -> None:
-    [pod] = [p for _, p in each({"d": rendered["default"]}, "Pod")]
+def test_the_helm_test_pod_checks_every_process(bodies: dict[str, Objects]) -> None:
+    objects = bodies["default"]
+    [pod] = [o for o in objects if o["kind"] == "Pod"]
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    services = {component(s): s for s in objects if s["kind"] == "Service"}
     [container] = pod["spec"]["containers"]
     targets = [a for a in container["args"] if ":" in a and not a.startswith("/")]
+    [gateway_port] = [
+        p["port"] for p in services["gateway"]["spec"]["ports"] if p["name"] == "https"
+    ]
     assert targets == [
-        *(f"{RELEASE}-medrelay-{name}:{HEALTH_PORT}" for name in PROCESSES),
-        f"https://{RELEASE}-medrelay-gateway:443/readyz",
+        *(f"{services[name]['metadata']['name']}:{HEALTH_PORT}" for name in PROCESSES),
+        f"https://{services['gateway']['metadata']['name']}:{gateway_port}/readyz",
     ]
     assert container["args"][0] == "health"
 
@@ -250,9 +260,11 @@ def test_the_helm_test_pod_checks_every_process(rendered: dict[str, Objects]) ->
         ),
     ],
 )
-def test_a_wrong_value_fails_rendering_with_a_message(values: dict[str, Any], message: str) -> None:
+def test_a_wrong_value_fails_rendering_with_a_message(
+    render_chart: Callable[..., list[Any]], values: dict[str, Any], message: str
+) -> None:
     with pytest.raises(HelmError) as refused:
-        render(values)
+        render_chart(values)
     assert message in str(refused.value)
 
 
@@ -320,13 +332,14 @@ def allowed(policies: Objects, pod: str, direction: str, target: str, port: int,
 
 
 def connections(objects: Objects) -> set[tuple[str, str, int]]:
-    """Every (source, destination, port) the NetworkPolicies allow, among our pods, the
-    external services and a client outside."""
+    """Every (source, destination, port) the NetworkPolicies allow, among the pods rendered
+    (the processes, the migration Job's, the test pod), the external services and a client
+    outside."""
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
     clusters = [o["metadata"]["name"] for o in objects if o["kind"] == "Cluster"]
     cnpg = clusters[0] if clusters else ""
     processes = [component(d) for d in objects if d["kind"] == "Deployment"]
-    ours = [*processes, "migrate", "test"]
+    ours = [*processes, *(component(o) for o in objects if o["kind"] in {"Job", "Pod"})]
     listening = {name: [PORTS[name], HEALTH_PORT] for name in processes}
     destinations = [
         *((name, port) for name, ports in listening.items() for port in ports),
@@ -346,45 +359,89 @@ def connections(objects: Objects) -> set[tuple[str, str, int]]:
     return found
 
 
-def expected_connections(objects: Objects, values: Mapping[str, Any]) -> set[tuple[str, str, int]]:
-    """The call graph from the services' own settings, and the infrastructure every pod needs."""
-    processes = [component(d) for d in objects if d["kind"] == "Deployment"]
-    database_users = [
-        name for name in processes if name in SERVICES
-    ]  # ServiceSettings requires MEDRELAY_DATABASE_URL: every service reads PostgreSQL
-    vault = values.get("keys", {}).get("backend") == "vault"
+def expected_connections(values: Mapping[str, Any]) -> set[tuple[str, str, int]]:
+    """The call graph from the services' own settings, and the infrastructure every pod needs,
+    for the processes, migration Job and test pod that the values enable."""
+    processes = [name for name in PROCESSES if values[name]["enabled"]]
+    # ServiceSettings requires MEDRELAY_DATABASE_URL: every service reads PostgreSQL.
+    database_users = [name for name in processes if name in SERVICES]
+    migrate = ["migrate"] if values["migrations"]["enabled"] else []
+    test = ["test"] if values["tests"]["enabled"] else []
+    vault = "keys" in processes and values["keys"]["backend"] == "vault"
     assert any(f.metadata["env"] == "MEDRELAY_VAULT_ADDR" for f in fields(KeysSettings))
-    otel = bool(values.get("telemetry", {}).get("otlpEndpoint"))
+    otel = bool(values["telemetry"]["otlpEndpoint"])
     edges = {(caller, callee, PORTS[callee]) for caller in processes for callee in CALLS[caller]}
-    edges |= {(name, "postgresql", 5432) for name in [*database_users, "migrate"]}
+    edges |= {(name, "postgresql", 5432) for name in [*database_users, *migrate]}
     edges |= {("keys", "vault", 8200)} if vault else set()
-    edges |= {(OUTSIDE, "gateway", PORTS["gateway"])} if "gateway" in processes else set()
-    admitted = values.get("networkPolicy", {}).get("grpcFrom", {})
-    edges |= {(OUTSIDE, name, PORTS[name]) for name, peers in admitted.items() if peers}
-    edges |= {(name, "dns", 53) for name in [*processes, "migrate", "test"]}
+    if "gateway" in processes and values["networkPolicy"]["gatewayFrom"]:
+        edges.add((OUTSIDE, "gateway", PORTS["gateway"]))
+    admitted = values["networkPolicy"]["grpcFrom"]
+    edges |= {(OUTSIDE, name, PORTS[name]) for name in processes if admitted.get(name)}
+    edges |= {(name, "dns", 53) for name in [*processes, *migrate, *test]}
     edges |= {(name, "otel", 4317) for name in processes} if otel else set()
-    edges |= {("test", name, HEALTH_PORT) for name in processes}
-    edges |= {("test", "gateway", PORTS["gateway"])} if "gateway" in processes else set()
+    for name in test:
+        edges |= {(name, process, HEALTH_PORT) for process in processes}
+        edges |= {(name, "gateway", PORTS["gateway"])} if "gateway" in processes else set()
     return edges
 
 
-@pytest.mark.parametrize("value_set", [v for v in VALUE_SETS if v != "minimal-values"])
-def test_network_policies_allow_exactly_the_call_graph(
-    rendered: dict[str, Objects], value_set: str
-) -> None:
-    objects = rendered[value_set]
-    assert sum(o["kind"] == "NetworkPolicy" for o in objects) >= len(PROCESSES)
+def assert_exactly_the_call_graph(objects: Objects, values: Mapping[str, Any]) -> None:
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    if not values["networkPolicy"]["enabled"]:
+        assert policies == []
+        return
+    assert len(policies) >= len([p for p in PROCESSES if values[p]["enabled"]])
     found = connections(objects)
-    expected = expected_connections(objects, values_of(value_set))
+    expected = expected_connections(values)
     assert found - expected == set(), "allowed but not in the call graph"
     assert expected - found == set(), "in the call graph but not allowed"
 
 
-def test_the_call_graph_check_can_fail(rendered: dict[str, Objects]) -> None:
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_network_policies_allow_exactly_the_call_graph(
+    bodies: dict[str, Objects], values: dict[str, dict[str, Any]], value_set: str
+) -> None:
+    assert_exactly_the_call_graph(bodies[value_set], values[value_set])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"tests": {"enabled": False}},
+        {"migrations": {"enabled": False}},
+        {"gateway": {"enabled": False}},
+        {"networkPolicy": {"gatewayFrom": []}},
+        {name: {"enabled": False} for name in ("consent", "exchange", "gateway")},
+        {"keys": {"backend": "vault", "vault": {"address": "https://vault:8200"}}},
+        {
+            "telemetry": {"otlpEndpoint": "http://otel:4317"},
+            "database": {"source": "cloudnativepg"},
+        },
+    ],
+    ids=[
+        "no-tests",
+        "no-migrations",
+        "no-gateway",
+        "no-gatewayFrom",
+        "identity-keys",
+        "vault",
+        "otel-cnpg",
+    ],
+)
+def test_network_policies_follow_the_call_graph_for_other_values(
+    helm_chart: Chart, render_chart: Callable[..., list[Any]], overrides: dict[str, Any]
+) -> None:
+    objects = [obj.body for obj in render_chart(overrides)]
+    assert_exactly_the_call_graph(objects, effective_values(helm_chart, overrides))
+
+
+def test_the_call_graph_check_can_fail(
+    bodies: dict[str, Objects], values: dict[str, dict[str, Any]]
+) -> None:
     """An extra rule (identity may call exchange) or a lost one shows up as a difference."""
-    objects = [dict(o) for o in rendered["default"]]
+    objects = bodies["default"]
     found = connections(objects)
-    expected = expected_connections(objects, {})
+    expected = expected_connections(values["default"])
     assert ("identity", "exchange", PORTS["exchange"]) not in found
     opened = [o for o in objects if o["kind"] == "NetworkPolicy"] + [
         {
@@ -421,9 +478,9 @@ def test_the_call_graph_check_can_fail(rendered: dict[str, Objects]) -> None:
 
 
 def test_external_postgresql_is_reached_only_in_its_address_range(
-    rendered: dict[str, Objects],
+    bodies: dict[str, Objects],
 ) -> None:
-    objects = rendered["existing-secrets-external-postgresql-values"]
+    objects = bodies["existing-secrets-external-postgresql-values"]
     [exchange] = [
         o
         for o in objects
@@ -436,17 +493,15 @@ def test_external_postgresql_is_reached_only_in_its_address_range(
     assert ipaddress.ip_network(peer["ipBlock"]["cidr"]) == ipaddress.ip_network("10.40.0.0/24")
 
 
-def test_the_chart_holds_no_secret_and_keeps_the_database(rendered: dict[str, Objects]) -> None:
+def test_the_chart_holds_no_secret_and_keeps_the_database(bodies: dict[str, Objects]) -> None:
     """Secrets (the master key, the database URL) are the operator's: a chart-made master key
     would be replaced by a new random one by any tool that renders offline (helm template,
     Argo CD), and every document would be lost. The CloudNativePG Cluster outlives an
     uninstall, since the operator deletes its volumes with it."""
-    assert not [o for objects in rendered.values() for o in objects if o["kind"] == "Secret"]
-    [keys] = [
-        d for _, d in each({"d": rendered["default"]}, "Deployment") if component(d) == "keys"
-    ]
+    assert not [o for objects in bodies.values() for o in objects if o["kind"] == "Secret"]
+    [keys] = [d for _, d in each({"d": bodies["default"]}, "Deployment") if component(d) == "keys"]
     volumes = {v["name"]: v for v in pod_spec(keys)["volumes"]}
-    assert volumes["master-key"]["secret"]["secretName"] == f"{RELEASE}-medrelay-keys-master-key"
+    assert volumes["master-key"]["secret"]["secretName"] == f"{FULLNAME}-keys-master-key"
     assert volumes["master-key"]["secret"]["defaultMode"] == 0o440  # root-owned, fsGroup reads
-    [cluster] = [c for _, c in each(rendered, "Cluster")]
+    [cluster] = [c for _, c in each(bodies, "Cluster")]
     assert cluster["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
