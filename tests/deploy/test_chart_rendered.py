@@ -305,11 +305,12 @@ def peer_matches(peer: Mapping[str, Any], target: str, cnpg: str) -> bool:
 
 
 def rule_allows(rule: Mapping[str, Any], direction: str, target: str, port: int, cnpg: str) -> bool:
+    # Kubernetes reads a missing or empty list of ports or peers as "all of them".
     ports = rule.get("ports")
-    if ports is not None and port not in {p["port"] for p in ports}:
+    if ports and port not in {p["port"] for p in ports}:
         return False
     peers = rule.get(direction)
-    return peers is None or any(peer_matches(peer, target, cnpg) for peer in peers)
+    return not peers or any(peer_matches(peer, target, cnpg) for peer in peers)
 
 
 def allowed(policies: Objects, pod: str, direction: str, target: str, port: int, cnpg: str) -> bool:
