@@ -255,6 +255,10 @@ def test_the_helm_test_pod_checks_every_process(bodies: dict[str, Objects]) -> N
             "tls.existingSecrets.identity: required with tls.source=existingSecrets",
         ),
         (
+            {"gateway": {"config": {"MEDRELAY_DATABASE_URL": "postgresql://medrelay:pw@db/m"}}},
+            "gateway.config.MEDRELAY_DATABASE_URL: the URL holds PostgreSQL's password",
+        ),
+        (
             {"gateway": {"autoscaling": {"minReplicas": 9, "maxReplicas": 3}}},
             "gateway.autoscaling: minReplicas (9) is above maxReplicas (3)",
         ),

@@ -245,6 +245,11 @@ to set. Included once, by deployment.yaml.
 {{- fail "keys.vault.role: required with keys.backend=vault (the Kubernetes auth role bound to the keys service account)" }}
 {{- end }}
 {{- end }}
+{{- range $name := $enabled }}
+{{- if hasKey (index $.Values $name).config "MEDRELAY_DATABASE_URL" }}
+{{- fail (printf "%s.config.MEDRELAY_DATABASE_URL: the URL holds PostgreSQL's password, and config is a ConfigMap: put it in the Secret database.existingSecret names (each service reads it as a file)" $name) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.gateway.ingress.enabled (not .Values.gateway.enabled) }}
 {{- fail "gateway.ingress.enabled: the Ingress needs gateway.enabled=true" }}
 {{- end }}
