@@ -172,6 +172,24 @@ def test_every_config_map_is_accepted_by_its_process_settings(
             load(cls, env=env, **overrides)
 
 
+def test_numbers_in_config_reach_the_process_as_written(
+    render_chart: Callable[..., list[Any]],
+) -> None:
+    """Helm reads every number in a values file as a float, which toString writes as 1e+09."""
+    config = {
+        "MEDRELAY_EXCHANGE_MAX_DOCUMENT_BYTES": 1073741824,
+        "MEDRELAY_SHUTDOWN_GRACE_SECONDS": 2.5,
+    }
+    objects = render_chart({"exchange": {"config": config}})
+    [data] = [
+        o.body["data"] for o in objects if o.kind == "ConfigMap" and component(o.body) == "exchange"
+    ]
+    assert data["MEDRELAY_EXCHANGE_MAX_DOCUMENT_BYTES"] == "1073741824"
+    assert data["MEDRELAY_SHUTDOWN_GRACE_SECONDS"] == "2.5"
+    settings = load(ExchangeSettings, env=data)
+    assert settings.max_document_bytes == 1073741824
+
+
 def test_every_dialled_address_is_in_the_callee_certificate(
     bodies: dict[str, Objects], values: dict[str, dict[str, Any]]
 ) -> None:

@@ -304,6 +304,11 @@ to set. Included once, by deployment.yaml.
 {{- end }}
 {{- end }}
 {{- range $key, $value := $values.config }}
+{{- /* Helm reads every number as a float, which toString writes as 1e+09: a whole one is
+written as the integer it is. */}}
+{{- if and (kindIs "float64" $value) (eq $value (float64 (int64 $value))) }}
+{{- $value = int64 $value }}
+{{- end }}
 {{- $_ := set $config $key (toString $value) }}
 {{- end }}
 {{- toYaml $config }}
