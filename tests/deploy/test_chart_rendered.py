@@ -277,6 +277,10 @@ def test_the_helm_test_pod_checks_every_process(bodies: dict[str, Objects]) -> N
             "gateway.config.MEDRELAY_DATABASE_URL: the URL holds PostgreSQL's password",
         ),
         (
+            {"keys": {"podDisruptionBudget": {"maxUnavailable": None}}},
+            "keys.podDisruptionBudget: maxUnavailable and minAvailable are both null",
+        ),
+        (
             {"gateway": {"autoscaling": {"minReplicas": 9, "maxReplicas": 3}}},
             "gateway.autoscaling: minReplicas (9) is above maxReplicas (3)",
         ),
