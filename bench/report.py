@@ -183,7 +183,6 @@ def _number(value: object) -> float | None:
 class Figure:
     """One line of a bench: its figures, its reference's, and the parameters it was run with."""
 
-    line: Mapping[str, Any]
     bench: str
     #: Scalar fields that say how it was measured (`size_mib` becomes `size_bytes`).
     params: Mapping[str, Any]
@@ -230,7 +229,6 @@ class Figure:
         target = line.get("target")
         met = line.get("target_met")
         return cls(
-            line=line,
             bench=str(line.get("bench", "?")),
             params=_parameters(line),
             throughput=throughput,
@@ -551,9 +549,8 @@ def summary_table(document: Mapping[str, Any], figures: Sequence[Figure]) -> str
     """Every line: the figure, its reference's, the ratio, the target and whether it is met."""
     varies = varying(figures)
     rows = []
-    by_line = {id(f.line): f for f in figures}
     for line in document.get("lines", []):
-        figure = by_line.get(id(line))
+        figure = Figure.of(line)
         bench = escape(str(line.get("bench", "?")))
         if figure is None:
             why = line.get("skipped")
