@@ -630,11 +630,11 @@ def _meta(document: Mapping[str, Any]) -> str:
         f"arguments: {json.dumps(document.get('arguments', {}))}; seconds per bench: "
         f"{json.dumps(document.get('bench_durations_s', {}))}",
     ]
+    page = "".join(f"<p class='meta'>{escape(row)}</p>" for row in rows)
     if document.get("error"):
-        rows.append(f"<b>the run stopped early: {escape(str(document['error']))}</b>")
-    return "".join(
-        f"<p class='meta'>{row if row.startswith('<b>') else escape(row)}</p>" for row in rows
-    )
+        error = escape(str(document["error"]))
+        page += f"<p class='meta'><b>the run stopped early: {error}</b></p>"
+    return page
 
 
 def _references(figures: Sequence[Figure]) -> str:
