@@ -18,23 +18,8 @@ from rich.text import Text
 from medrelay.exchange.v1 import exchange_service_pb2 as xpb
 
 from . import inputs
-from .options import (
-    DEFAULT_PKI,
-    DEFAULT_TIMEOUT,
-    AddressOption,
-    AsOption,
-    CaOption,
-    CertOption,
-    JsonOption,
-    KeyOption,
-    PatientOption,
-    PkiOption,
-    PractitionerOption,
-    TimeoutOption,
-    Via,
-    command_options,
-)
-from .render import Output, boundary, message_dict, when
+from .options import PatientOption, PractitionerOption, Via, client_command
+from .render import Output, message_dict, when
 
 #: The ledger's actions in words (the document is the next column).
 ACTIONS = {
@@ -91,21 +76,16 @@ def purpose_words(record: xpb.AccessRecord) -> str:
 
 def register(audit_app: typer.Typer) -> None:
     """Add `report` to the existing `medrelay audit` group."""
-    audit_app.command(**command_options(name="report"))(report)
+    client_command(audit_app, "report")(report)
 
 
 def report(
     patient: PatientOption,
     practitioner: PractitionerOption,
     limit: Annotated[int, typer.Option(min=1, max=100000, help="at most this many records")] = 1000,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """The patient's access report: who opened their record, when, and why, newest first.
 
@@ -113,53 +93,49 @@ def report(
     (anyone else sees an empty report); the request itself is recorded.
     Example: medrelay audit report --as org/hopital-a/system/ehr -p dr-a --patient 'SYSTEM|VALUE'
     """
-    output = Output(json_output)
-    with boundary(output):
-        identifier = inputs.patient(patient, os.environ.get("MEDRELAY_PATIENT_SYSTEM", ""))
-        records: list[xpb.AccessRecord] = []
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "exchange", practitioner=practitioner, action="report", options=_FIELDS
-        ) as conn:
-            request = xpb.ListPatientAccessesRequest(
-                practitioner_id=practitioner, patient=identifier
-            )
-            while len(records) < limit:
-                request.page_size = min(1000, limit - len(records))
-                page = conn.exchange().ListPatientAccesses(request, timeout=conn.timeout)
-                records.extend(page.records)
-                if not page.next_page_token:
-                    break
-                request.page_token = page.next_page_token
-        if output.json:
-            for record in records:
-                output.emit(message_dict(record))
-            return
-        if not records:
-            output.say(
-                "no access recorded (or none you may see: only organisations that sent or "
-                "received this patient's documents see the report)"
-            )
-            return
-        table = Table(title="Who accessed this patient's record", title_justify="left")
-        table.add_column("when", no_wrap=True)
-        table.add_column("who")
-        table.add_column("organisation")
-        table.add_column("did")
-        table.add_column("outcome")
-        table.add_column("purpose")
-        table.add_column("document", no_wrap=True)
+    identifier = inputs.patient(patient, os.environ.get("MEDRELAY_PATIENT_SYSTEM", ""))
+    records: list[xpb.AccessRecord] = []
+    with via.session(
+        "exchange", practitioner=practitioner, action="report", options=_FIELDS
+    ) as conn:
+        request = xpb.ListPatientAccessesRequest(practitioner_id=practitioner, patient=identifier)
+        while len(records) < limit:
+            request.page_size = min(1000, limit - len(records))
+            page = conn.exchange().ListPatientAccesses(request, timeout=conn.timeout)
+            records.extend(page.records)
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+    if output.json:
         for record in records:
-            style = _OUTCOMES.get(record.outcome, ("", ""))[1]
-            table.add_row(
-                when(record.occurred_time),
-                who(record),
-                record.actor_organization_id,
-                ACTIONS.get(record.action, record.action),
-                Text(outcome_words(record), style=style),
-                purpose_words(record),
-                record.document_id[:8],
-            )
-        output.table(table)
-        refused = sum(1 for r in records if r.outcome == xpb.ACCESS_OUTCOME_DENIED)
-        emergencies = sum(1 for r in records if r.emergency)
-        output.say(f"{len(records)} records: {refused} refused, {emergencies} emergency accesses")
+            output.emit(message_dict(record))
+        return
+    if not records:
+        output.say(
+            "no access recorded (or none you may see: only organisations that sent or "
+            "received this patient's documents see the report)"
+        )
+        return
+    table = Table(title="Who accessed this patient's record", title_justify="left")
+    table.add_column("when", no_wrap=True)
+    table.add_column("who")
+    table.add_column("organisation")
+    table.add_column("did")
+    table.add_column("outcome")
+    table.add_column("purpose")
+    table.add_column("document", no_wrap=True)
+    for record in records:
+        style = _OUTCOMES.get(record.outcome, ("", ""))[1]
+        table.add_row(
+            when(record.occurred_time),
+            who(record),
+            record.actor_organization_id,
+            ACTIONS.get(record.action, record.action),
+            Text(outcome_words(record), style=style),
+            purpose_words(record),
+            record.document_id[:8],
+        )
+    output.table(table)
+    refused = sum(1 for r in records if r.outcome == xpb.ACCESS_OUTCOME_DENIED)
+    emergencies = sum(1 for r in records if r.emergency)
+    output.say(f"{len(records)} records: {refused} refused, {emergencies} emergency accesses")

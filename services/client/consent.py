@@ -22,22 +22,8 @@ from medrelay.consent.v1 import consent_service_pb2 as cpb
 
 from . import inputs
 from .failures import usage
-from .options import (
-    DEFAULT_PKI,
-    DEFAULT_TIMEOUT,
-    AddressOption,
-    AsOption,
-    CaOption,
-    CertOption,
-    JsonOption,
-    KeyOption,
-    PatientOption,
-    PkiOption,
-    TimeoutOption,
-    Via,
-    command_options,
-)
-from .render import Output, boundary, message_dict, when
+from .options import PatientOption, Via, client_command
+from .render import Output, message_dict, when
 
 # FHIR and HL7 code systems a privacy Consent uses (public URIs, as any client writes them).
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
@@ -158,7 +144,7 @@ def _record_line(record: cpb.ConsentRecord) -> str:
     return f"consent {record.id} version {record.version} ({record.status}): {says}"
 
 
-@app.command(**command_options(name="record"))
+@client_command(app, "record")
 def record(
     file: Annotated[
         Path | None,
@@ -202,155 +188,124 @@ def record(
     refuse: Annotated[
         bool, typer.Option("--refuse", help="record a refusal instead of a permission")
     ] = False,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Record a patient's consent (a new one, or with an id in --file a new version).
 
     Example: medrelay consent record --as org/hopital-a/system/ehr
     --patient 'urn:oid:1.2.250.1.213.1.4.8|<NIR>' --allow org:clinique-b --purpose TREAT
     """
-    output = Output(json_output)
-    with boundary(output):
-        if file is not None:
-            if any([patient, allow, purpose, except_class, start, end, refuse]):
-                raise usage("give either --file or the consent's options, not both")
-            try:
-                text = file.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise usage(f"{file}: no such file; check the path") from None
-            except UnicodeDecodeError:
-                raise usage(f"{file}: not UTF-8 text (a FHIR JSON file is)") from None
-        else:
-            if patient is None:
-                raise usage("--patient is needed (or give a FHIR Consent with --file)")
-            system, value = _patient(patient)
-            text = json.dumps(
-                build(
-                    system,
-                    value,
-                    allow=[inputs.consent_actor(a) for a in allow or []],
-                    purposes=[inputs.code(p, "--purpose") for p in purpose or ["TREAT"]],
-                    except_classes=[inputs.code(c, "--except-class") for c in except_class or []],
-                    start=start,
-                    end=end,
-                    refuse=refuse,
-                )
+    if file is not None:
+        if any([patient, allow, purpose, except_class, start, end, refuse]):
+            raise usage("give either --file or the consent's options, not both")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise usage(f"{file}: no such file; check the path") from None
+        except UnicodeDecodeError:
+            raise usage(f"{file}: not UTF-8 text (a FHIR JSON file is)") from None
+    else:
+        if patient is None:
+            raise usage("--patient is needed (or give a FHIR Consent with --file)")
+        system, value = _patient(patient)
+        text = json.dumps(
+            build(
+                system,
+                value,
+                allow=[inputs.consent_actor(a) for a in allow or []],
+                purposes=[inputs.code(p, "--purpose") for p in purpose or ["TREAT"]],
+                except_classes=[inputs.code(c, "--except-class") for c in except_class or []],
+                start=start,
+                end=end,
+                refuse=refuse,
             )
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "consent", action="consent", needs=_NEEDS, options=_FIELDS
-        ) as conn:
-            stored = conn.consent().RecordConsent(
-                cpb.RecordConsentRequest(fhir_json=text), timeout=conn.timeout
-            )
-        if output.json:
-            output.emit(message_dict(stored))
-        else:
-            output.say(f"recorded {_record_line(stored)}")
+        )
+    with via.session("consent", action="consent", needs=_NEEDS, options=_FIELDS) as conn:
+        stored = conn.consent().RecordConsent(
+            cpb.RecordConsentRequest(fhir_json=text), timeout=conn.timeout
+        )
+    if output.json:
+        output.emit(message_dict(stored))
+    else:
+        output.say(f"recorded {_record_line(stored)}")
 
 
-@app.command(**command_options(name="revoke"))
+@client_command(app, "revoke")
 def revoke(
     consent_id: Annotated[str, typer.Argument(help="the consent's id", show_default=False)],
     reason: Annotated[
         str, typer.Option(help="why (checked, not stored: it could name the patient)")
     ] = "",
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Revoke a consent: effective at the next send or read, even of earlier documents.
 
     Example: medrelay consent revoke <consent id> --as org/hopital-a/system/ehr
     """
-    output = Output(json_output)
-    with boundary(output):
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "consent", action="consent", needs=_NEEDS, options=_FIELDS
-        ) as conn:
-            stored = conn.consent().RevokeConsent(
-                cpb.RevokeConsentRequest(consent_id=consent_id, reason=reason),
-                timeout=conn.timeout,
-            )
-        if output.json:
-            output.emit(message_dict(stored))
-        else:
-            output.say(f"revoked consent {stored.id}: version {stored.version} is {stored.status}")
+    with via.session("consent", action="consent", needs=_NEEDS, options=_FIELDS) as conn:
+        stored = conn.consent().RevokeConsent(
+            cpb.RevokeConsentRequest(consent_id=consent_id, reason=reason),
+            timeout=conn.timeout,
+        )
+    if output.json:
+        output.emit(message_dict(stored))
+    else:
+        output.say(f"revoked consent {stored.id}: version {stored.version} is {stored.status}")
 
 
-@app.command(**command_options(name="show"))
+@client_command(app, "show")
 def show(
     patient: PatientOption,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """A patient's consents: the current version of each, then the full history.
 
     Example: medrelay consent show --as org/hopital-a/system/ehr --patient 'SYSTEM|VALUE'
     """
-    output = Output(json_output)
-    with boundary(output):
-        identifier = inputs.patient(patient, os.environ.get("MEDRELAY_PATIENT_SYSTEM", ""))
-        versions: list[cpb.ConsentRecord] = []
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "consent", action="consent", needs=_NEEDS, options=_FIELDS
-        ) as conn:
-            token = ""
-            while True:
-                page = conn.consent().ListConsentHistory(
-                    cpb.ListConsentHistoryRequest(
-                        patient=identifier, page_size=1000, page_token=token
-                    ),
-                    timeout=conn.timeout,
-                )
-                versions.extend(page.consents)
-                token = page.next_page_token
-                if not token:
-                    break
-        if output.json:
-            for version in versions:
-                output.emit(message_dict(version))
-            return
-        if not versions:
-            output.say("no consent recorded for this patient (the default policy decides)")
-            return
-        current: dict[str, cpb.ConsentRecord] = {}
-        for version in versions:  # newest first: the first seen of each id is its current one
-            current.setdefault(version.id, version)
-        now = Table(title="Current consents", title_justify="left")
-        for column in ("consent", "version", "status", "recorded", "says"):
-            now.add_column(column, no_wrap=column in ("consent", "recorded"))
-        for version in current.values():
-            now.add_row(
-                version.id,
-                str(version.version),
-                version.status,
-                when(version.record_time),
-                summary(version.fhir_json),
+    identifier = inputs.patient(patient, os.environ.get("MEDRELAY_PATIENT_SYSTEM", ""))
+    versions: list[cpb.ConsentRecord] = []
+    with via.session("consent", action="consent", needs=_NEEDS, options=_FIELDS) as conn:
+        token = ""
+        while True:
+            page = conn.consent().ListConsentHistory(
+                cpb.ListConsentHistoryRequest(patient=identifier, page_size=1000, page_token=token),
+                timeout=conn.timeout,
             )
-        output.table(now)
-        history = Table(title="History (newest first)", title_justify="left")
-        for column in ("recorded", "consent", "version", "status"):
-            history.add_column(column, no_wrap=True)
+            versions.extend(page.consents)
+            token = page.next_page_token
+            if not token:
+                break
+    if output.json:
         for version in versions:
-            history.add_row(
-                when(version.record_time), version.id, str(version.version), version.status
-            )
-        output.table(history)
+            output.emit(message_dict(version))
+        return
+    if not versions:
+        output.say("no consent recorded for this patient (the default policy decides)")
+        return
+    current: dict[str, cpb.ConsentRecord] = {}
+    for version in versions:  # newest first: the first seen of each id is its current one
+        current.setdefault(version.id, version)
+    now = Table(title="Current consents", title_justify="left")
+    for column in ("consent", "version", "status", "recorded", "says"):
+        now.add_column(column, no_wrap=column in ("consent", "recorded"))
+    for version in current.values():
+        now.add_row(
+            version.id,
+            str(version.version),
+            version.status,
+            when(version.record_time),
+            summary(version.fhir_json),
+        )
+    output.table(now)
+    history = Table(title="History (newest first)", title_justify="left")
+    for column in ("recorded", "consent", "version", "status"):
+        history.add_column(column, no_wrap=True)
+    for version in versions:
+        history.add_row(when(version.record_time), version.id, str(version.version), version.status)
+    output.table(history)

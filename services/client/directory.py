@@ -17,21 +17,8 @@ from medrelay.common.v1 import types_pb2
 from medrelay.identity.v1 import identity_service_pb2 as ipb
 
 from .failures import Failure, usage
-from .options import (
-    DEFAULT_PKI,
-    DEFAULT_TIMEOUT,
-    AddressOption,
-    AsOption,
-    CaOption,
-    CertOption,
-    JsonOption,
-    KeyOption,
-    PkiOption,
-    TimeoutOption,
-    Via,
-    command_options,
-)
-from .render import Output, boundary, message_dict, when
+from .options import Via, client_command
+from .render import Output, message_dict, when
 
 #: SNOMED CT "Physician", the role a membership gets unless told otherwise.
 PHYSICIAN = types_pb2.Coding(system="http://snomed.info/sct", code="309343006", display="Physician")
@@ -73,161 +60,129 @@ def _coding(text: str, option: str) -> types_pb2.Coding:
     return types_pb2.Coding(system=system, code=code)
 
 
-@app.command(**command_options(name="organizations"))
+@client_command(app, "organizations")
 def organizations(
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """List the organisations.
 
     Example: medrelay directory organizations --as org/hopital-a/system/ehr
     """
-    output = Output(json_output)
-    with boundary(output):
-        found: list[ipb.Organization] = []
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "identity", action="directory", needs=_READER, options=_FIELDS
-        ) as conn:
-            token = ""
-            while True:
-                page = conn.identity().ListOrganizations(
-                    ipb.ListOrganizationsRequest(page_size=1000, page_token=token),
-                    timeout=conn.timeout,
-                )
-                found.extend(page.organizations)
-                token = page.next_page_token
-                if not token:
-                    break
-        if output.json:
-            for organization in found:
-                output.emit(message_dict(organization))
-            return
-        table = Table(title="Organisations", title_justify="left")
-        for column in ("id", "name", "active", "identifiers"):
-            table.add_column(column)
-        for organization in found:
-            table.add_row(
-                organization.id,
-                organization.display_name,
-                "yes" if organization.active else "no",
-                ", ".join(f"{i.system}|{i.value}" for i in organization.identifiers),
+    found: list[ipb.Organization] = []
+    with via.session("identity", action="directory", needs=_READER, options=_FIELDS) as conn:
+        token = ""
+        while True:
+            page = conn.identity().ListOrganizations(
+                ipb.ListOrganizationsRequest(page_size=1000, page_token=token),
+                timeout=conn.timeout,
             )
-        output.table(table)
+            found.extend(page.organizations)
+            token = page.next_page_token
+            if not token:
+                break
+    if output.json:
+        for organization in found:
+            output.emit(message_dict(organization))
+        return
+    table = Table(title="Organisations", title_justify="left")
+    for column in ("id", "name", "active", "identifiers"):
+        table.add_column(column)
+    for organization in found:
+        table.add_row(
+            organization.id,
+            organization.display_name,
+            "yes" if organization.active else "no",
+            ", ".join(f"{i.system}|{i.value}" for i in organization.identifiers),
+        )
+    output.table(table)
 
 
-@app.command(**command_options(name="practitioners"))
+@client_command(app, "practitioners")
 def practitioners(
     organization: Annotated[
         str | None,
         typer.Option(help="only current members of this organisation", show_default=False),
     ] = None,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """List the practitioners, or the current members of one organisation.
 
     Example: medrelay directory practitioners --organization clinique-b --as admin/admin
     """
-    output = Output(json_output)
-    with boundary(output):
-        found: list[ipb.Practitioner] = []
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "identity", action="directory", needs=_READER, options=_FIELDS
-        ) as conn:
-            token = ""
-            while True:
-                page = conn.identity().ListPractitioners(
-                    ipb.ListPractitionersRequest(
-                        organization_id=organization or "",
-                        page_size=1000,
-                        page_token=token,
-                    ),
-                    timeout=conn.timeout,
-                )
-                found.extend(page.practitioners)
-                token = page.next_page_token
-                if not token:
-                    break
-        if output.json:
-            for practitioner in found:
-                output.emit(message_dict(practitioner))
-            return
-        title = f"Members of {organization}" if organization else "Practitioners"
-        table = Table(title=title, title_justify="left")
-        for column in ("id", "name", "licence", "licence status", "active"):
-            table.add_column(column)
-        for practitioner in found:
-            licence = practitioner.licence
-            table.add_row(
-                practitioner.id,
-                f"{practitioner.given_name} {practitioner.family_name}",
-                f"{licence.registry}|{licence.number}",
-                _LICENCES.get(licence.status, "?"),
-                "yes" if practitioner.active else "no",
+    found: list[ipb.Practitioner] = []
+    with via.session("identity", action="directory", needs=_READER, options=_FIELDS) as conn:
+        token = ""
+        while True:
+            page = conn.identity().ListPractitioners(
+                ipb.ListPractitionersRequest(
+                    organization_id=organization or "",
+                    page_size=1000,
+                    page_token=token,
+                ),
+                timeout=conn.timeout,
             )
-        output.table(table)
+            found.extend(page.practitioners)
+            token = page.next_page_token
+            if not token:
+                break
+    if output.json:
+        for practitioner in found:
+            output.emit(message_dict(practitioner))
+        return
+    title = f"Members of {organization}" if organization else "Practitioners"
+    table = Table(title=title, title_justify="left")
+    for column in ("id", "name", "licence", "licence status", "active"):
+        table.add_column(column)
+    for practitioner in found:
+        licence = practitioner.licence
+        table.add_row(
+            practitioner.id,
+            f"{practitioner.given_name} {practitioner.family_name}",
+            f"{licence.registry}|{licence.number}",
+            _LICENCES.get(licence.status, "?"),
+            "yes" if practitioner.active else "no",
+        )
+    output.table(table)
 
 
-@app.command(**command_options(name="add-organization"))
+@client_command(app, "add-organization")
 def add_organization(
     organization_id: Annotated[str, typer.Argument(help="its id (a-z, 0-9, '-')")],
     name: Name,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Register an organisation (administrators).
 
     Example: medrelay directory add-organization hopital-a --name "Hôpital A" --as admin/admin
     """
-    output = Output(json_output)
-    with boundary(output):
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "identity", action="directory", needs=_ADMIN, options=_FIELDS
-        ) as conn:
-            created = conn.identity().CreateOrganization(
-                ipb.CreateOrganizationRequest(
-                    organization_id=organization_id,
-                    organization=ipb.Organization(display_name=name, active=True),
-                ),
-                timeout=conn.timeout,
-            )
-        if output.json:
-            output.emit(message_dict(created))
-        else:
-            output.say(f"registered organisation {created.id} ({created.display_name})")
+    with via.session("identity", action="directory", needs=_ADMIN, options=_FIELDS) as conn:
+        created = conn.identity().CreateOrganization(
+            ipb.CreateOrganizationRequest(
+                organization_id=organization_id,
+                organization=ipb.Organization(display_name=name, active=True),
+            ),
+            timeout=conn.timeout,
+        )
+    if output.json:
+        output.emit(message_dict(created))
+    else:
+        output.say(f"registered organisation {created.id} ({created.display_name})")
 
 
-@app.command(**command_options(name="add-system"))
+@client_command(app, "add-system")
 def add_system(
     organization_id: Annotated[str, typer.Argument(help="the organisation")],
     system_id: Annotated[str, typer.Argument(help="the system's name in it, e.g. ehr")],
     name: Name,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Register an organisation's system, e.g. its EHR (administrators).
 
@@ -235,26 +190,22 @@ def add_system(
 
     Example: medrelay directory add-system hopital-a ehr --name "Hôpital A EHR" --as admin/admin
     """
-    output = Output(json_output)
-    with boundary(output):
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "identity", action="directory", needs=_ADMIN, options=_FIELDS
-        ) as conn:
-            created = conn.identity().CreateSystem(
-                ipb.CreateSystemRequest(
-                    organization_id=organization_id,
-                    system_id=system_id,
-                    system=ipb.System(display_name=name, active=True),
-                ),
-                timeout=conn.timeout,
-            )
-        if output.json:
-            output.emit(message_dict(created))
-        else:
-            output.say(f"registered system {created.spiffe_id}")
+    with via.session("identity", action="directory", needs=_ADMIN, options=_FIELDS) as conn:
+        created = conn.identity().CreateSystem(
+            ipb.CreateSystemRequest(
+                organization_id=organization_id,
+                system_id=system_id,
+                system=ipb.System(display_name=name, active=True),
+            ),
+            timeout=conn.timeout,
+        )
+    if output.json:
+        output.emit(message_dict(created))
+    else:
+        output.say(f"registered system {created.spiffe_id}")
 
 
-@app.command(**command_options(name="add-practitioner"))
+@client_command(app, "add-practitioner")
 def add_practitioner(
     practitioner_id: Annotated[str, typer.Argument(help="their id (a-z, 0-9, '-')")],
     family: Annotated[str, typer.Option(help="family name")],
@@ -270,55 +221,46 @@ def add_practitioner(
             help="also record that the licence was checked against its registry and is valid",
         ),
     ] = False,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Register a practitioner with their licence (administrators).
 
     Example: medrelay directory add-practitioner dr-martin --family Martin --given Claire
     --licence 'urn:oid:1.2.250.1.71.4.2.1|10001234567' --verified --as admin/admin
     """
-    output = Output(json_output)
-    with boundary(output):
-        registry, bar, number = licence.partition("|")
-        if not (bar and registry and number):
-            raise usage(f"--licence {licence!r}: expected REGISTRY|NUMBER")
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "identity", action="directory", needs=_ADMIN, options=_FIELDS
-        ) as conn:
-            created = conn.identity().CreatePractitioner(
-                ipb.CreatePractitionerRequest(
-                    practitioner_id=practitioner_id,
-                    practitioner=ipb.Practitioner(
-                        family_name=family,
-                        given_name=given,
-                        active=True,
-                        licence=ipb.Licence(registry=registry, number=number),
-                    ),
+    registry, bar, number = licence.partition("|")
+    if not (bar and registry and number):
+        raise usage(f"--licence {licence!r}: expected REGISTRY|NUMBER")
+    with via.session("identity", action="directory", needs=_ADMIN, options=_FIELDS) as conn:
+        created = conn.identity().CreatePractitioner(
+            ipb.CreatePractitionerRequest(
+                practitioner_id=practitioner_id,
+                practitioner=ipb.Practitioner(
+                    family_name=family,
+                    given_name=given,
+                    active=True,
+                    licence=ipb.Licence(registry=registry, number=number),
+                ),
+            ),
+            timeout=conn.timeout,
+        )
+        if verified:
+            created = conn.identity().VerifyLicence(
+                ipb.VerifyLicenceRequest(
+                    practitioner_id=practitioner_id, status=ipb.LICENCE_STATUS_VERIFIED
                 ),
                 timeout=conn.timeout,
             )
-            if verified:
-                created = conn.identity().VerifyLicence(
-                    ipb.VerifyLicenceRequest(
-                        practitioner_id=practitioner_id, status=ipb.LICENCE_STATUS_VERIFIED
-                    ),
-                    timeout=conn.timeout,
-                )
-        if output.json:
-            output.emit(message_dict(created))
-        else:
-            status = _LICENCES.get(created.licence.status, "?")
-            output.say(f"registered practitioner {created.id} (licence {status})")
+    if output.json:
+        output.emit(message_dict(created))
+    else:
+        status = _LICENCES.get(created.licence.status, "?")
+        output.say(f"registered practitioner {created.id} (licence {status})")
 
 
-@app.command(**command_options(name="add-membership"))
+@client_command(app, "add-membership")
 def add_membership(
     practitioner_id: Annotated[str, typer.Argument(help="the practitioner")],
     organization_id: Annotated[str, typer.Argument(help="the organisation")],
@@ -326,56 +268,42 @@ def add_membership(
         str | None,
         typer.Option(help="SYSTEM|CODE (default: SNOMED CT 309343006, physician)"),
     ] = None,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Make a practitioner a member of an organisation from now on (administrators).
 
     Example: medrelay directory add-membership dr-martin hopital-a --as admin/admin
     """
-    output = Output(json_output)
-    with boundary(output):
-        coding = _coding(role, "--role") if role else PHYSICIAN
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "identity", action="directory", needs=_ADMIN, options=_FIELDS
-        ) as conn:
-            created = conn.identity().CreateMembership(
-                ipb.CreateMembershipRequest(
-                    membership=ipb.Membership(
-                        practitioner_id=practitioner_id,
-                        organization_id=organization_id,
-                        role=coding,
-                    )
-                ),
-                timeout=conn.timeout,
-            )
-        if output.json:
-            output.emit(message_dict(created))
-        else:
-            output.say(
-                f"{created.practitioner_id} is a member of {created.organization_id} from "
-                f"{when(created.validity.start)} (membership {created.id})"
-            )
+    coding = _coding(role, "--role") if role else PHYSICIAN
+    with via.session("identity", action="directory", needs=_ADMIN, options=_FIELDS) as conn:
+        created = conn.identity().CreateMembership(
+            ipb.CreateMembershipRequest(
+                membership=ipb.Membership(
+                    practitioner_id=practitioner_id,
+                    organization_id=organization_id,
+                    role=coding,
+                )
+            ),
+            timeout=conn.timeout,
+        )
+    if output.json:
+        output.emit(message_dict(created))
+    else:
+        output.say(
+            f"{created.practitioner_id} is a member of {created.organization_id} from "
+            f"{when(created.validity.start)} (membership {created.id})"
+        )
 
 
-@app.command(**command_options(name="end-membership"))
+@client_command(app, "end-membership")
 def end_membership(
     practitioner_id: Annotated[str, typer.Argument(help="the practitioner")],
     organization_id: Annotated[str, typer.Argument(help="the organisation they leave")],
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """End a practitioner's current membership of an organisation now (administrators).
 
@@ -383,40 +311,36 @@ def end_membership(
 
     Example: medrelay directory end-membership dr-martin hopital-a --as admin/admin
     """
-    output = Output(json_output)
-    with boundary(output):
-        ended: list[ipb.Membership] = []
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "identity", action="directory", needs=_ADMIN, options=_FIELDS
-        ) as conn:
-            page = conn.identity().ListMemberships(
-                ipb.ListMembershipsRequest(
-                    practitioner_id=practitioner_id,
-                    organization_id=organization_id,
-                    page_size=1000,
-                ),
-                timeout=conn.timeout,
+    ended: list[ipb.Membership] = []
+    with via.session("identity", action="directory", needs=_ADMIN, options=_FIELDS) as conn:
+        page = conn.identity().ListMemberships(
+            ipb.ListMembershipsRequest(
+                practitioner_id=practitioner_id,
+                organization_id=organization_id,
+                page_size=1000,
+            ),
+            timeout=conn.timeout,
+        )
+        for membership in page.memberships:
+            if membership.validity.HasField("end"):
+                continue  # already ended (or ending at a set time)
+            ended.append(
+                conn.identity().EndMembership(
+                    ipb.EndMembershipRequest(membership_id=membership.id),
+                    timeout=conn.timeout,
+                )
             )
-            for membership in page.memberships:
-                if membership.validity.HasField("end"):
-                    continue  # already ended (or ending at a set time)
-                ended.append(
-                    conn.identity().EndMembership(
-                        ipb.EndMembershipRequest(membership_id=membership.id),
-                        timeout=conn.timeout,
-                    )
-                )
-            if not ended:
-                raise Failure(
-                    f"{practitioner_id} has no open-ended membership of {organization_id}; "
-                    "nothing to end"
-                )
-        if output.json:
-            for membership in ended:
-                output.emit(message_dict(membership))
-        else:
-            for membership in ended:
-                output.say(
-                    f"ended membership {membership.id}: {practitioner_id} left "
-                    f"{organization_id} at {when(membership.validity.end)}"
-                )
+        if not ended:
+            raise Failure(
+                f"{practitioner_id} has no open-ended membership of {organization_id}; "
+                "nothing to end"
+            )
+    if output.json:
+        for membership in ended:
+            output.emit(message_dict(membership))
+    else:
+        for membership in ended:
+            output.say(
+                f"ended membership {membership.id}: {practitioner_id} left "
+                f"{organization_id} at {when(membership.validity.end)}"
+            )

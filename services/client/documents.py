@@ -31,23 +31,8 @@ from medrelay.exchange.v1 import exchange_service_pb2 as xpb
 
 from . import inputs
 from .failures import usage
-from .options import (
-    DEFAULT_PKI,
-    DEFAULT_TIMEOUT,
-    AddressOption,
-    AsOption,
-    CaOption,
-    CertOption,
-    JsonOption,
-    KeyOption,
-    PatientOption,
-    PkiOption,
-    PractitionerOption,
-    TimeoutOption,
-    Via,
-    command_options,
-)
-from .render import Output, boundary, message_dict, shown_path, size, when
+from .options import PatientOption, PractitionerOption, Via, client_command
+from .render import Output, message_dict, shown_path, size, when
 from .transfer import OnProgress, Outgoing, fetch_to_file, send_file
 
 #: Which option sets which field of a send, so a refusal names the option to correct.
@@ -94,13 +79,13 @@ DocumentId = Annotated[str, typer.Argument(help="the document's id", show_defaul
 
 def register(app: typer.Typer) -> None:
     """Add the document commands to `app`."""
-    app.command(**command_options(name="send"))(send)
-    app.command(**command_options(name="inbox"))(inbox)
-    app.command(**command_options(name="fetch"))(fetch)
-    app.command(**command_options(name="ack"))(ack)
-    app.command(**command_options(name="forward"))(forward)
-    app.command(**command_options(name="recall"))(recall)
-    app.command(**command_options(name="status"))(status)
+    client_command(app, "send")(send)
+    client_command(app, "inbox")(inbox)
+    client_command(app, "fetch")(fetch)
+    client_command(app, "ack")(ack)
+    client_command(app, "forward")(forward)
+    client_command(app, "recall")(recall)
+    client_command(app, "status")(status)
 
 
 def _files(paths: list[Path]) -> list[Path]:
@@ -238,67 +223,60 @@ def send(
             show_default=False,
         ),
     ] = None,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Send files to colleagues, encrypted, for one patient, if the patient's consent allows.
 
     Example: medrelay send scan.dcm --as org/hopital-a/system/ehr -p dr-a
     --patient 'urn:oid:1.2.250.1.213.1.4.8|<NIR>' --to dr-b --type imaging --note "your view?"
     """
-    output = Output(json_output)
-    with boundary(output):
-        files = _files(paths)
-        template = Outgoing(
-            practitioner=practitioner,
-            patient=inputs.patient(patient, os.environ.get("MEDRELAY_PATIENT_SYSTEM", "")),
-            recipients=[inputs.recipient(text) for text in to],
-            type=inputs.document_type(type_),
-            note=note,
-            purpose=inputs.code(purpose, "--purpose"),
-            data_classes=[inputs.code(c, "--class") for c in data_class or []],
-        )
-        if title is not None and len(files) > 1:
-            raise usage("--title names one document; leave it out to title each by its file name")
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "exchange", practitioner=practitioner, recipients=to, action="send", options=SEND_FIELDS
-        ) as conn:
-            stub = conn.exchange()
-            for file in files:
-                outgoing = dataclasses.replace(
-                    template,
-                    title=title or "",
-                    content_type=inputs.content_type(file, content_type),
+    files = _files(paths)
+    template = Outgoing(
+        practitioner=practitioner,
+        patient=inputs.patient(patient, os.environ.get("MEDRELAY_PATIENT_SYSTEM", "")),
+        recipients=[inputs.recipient(text) for text in to],
+        type=inputs.document_type(type_),
+        note=note,
+        purpose=inputs.code(purpose, "--purpose"),
+        data_classes=[inputs.code(c, "--class") for c in data_class or []],
+    )
+    if title is not None and len(files) > 1:
+        raise usage("--title names one document; leave it out to title each by its file name")
+    with via.session(
+        "exchange", practitioner=practitioner, recipients=to, action="send", options=SEND_FIELDS
+    ) as conn:
+        stub = conn.exchange()
+        for file in files:
+            outgoing = dataclasses.replace(
+                template,
+                title=title or "",
+                content_type=inputs.content_type(file, content_type),
+            )
+            with _progress_or_none(output, progress) as bar:
+                advance = _advancer(bar, file.name, file.stat().st_size)
+                sent = send_file(stub, file, outgoing, timeout=via.timeout, on_progress=advance)
+            document = sent.document
+            if output.json:
+                output.emit(
+                    {
+                        "document_id": document.id,
+                        "file": str(file),
+                        "size_bytes": sent.size,
+                        "sha256": sent.sha256,
+                        "request_id": sent.request_id,
+                        "seconds": round(sent.seconds, 3),
+                        "document": message_dict(document),
+                    }
                 )
-                with _progress_or_none(output, progress) as bar:
-                    advance = _advancer(bar, file.name, file.stat().st_size)
-                    sent = send_file(stub, file, outgoing, timeout=timeout, on_progress=advance)
-                document = sent.document
-                if output.json:
-                    output.emit(
-                        {
-                            "document_id": document.id,
-                            "file": str(file),
-                            "size_bytes": sent.size,
-                            "sha256": sent.sha256,
-                            "request_id": sent.request_id,
-                            "seconds": round(sent.seconds, 3),
-                            "document": message_dict(document),
-                        }
-                    )
-                else:
-                    output.say(
-                        f"sent {file.name} ({size(sent.size)} in {sent.seconds:.1f} s, "
-                        f"{_rate(sent.size, sent.seconds)}) as document {document.id}"
-                    )
-                    output.say(f"  to {_recipients(document)}")
-                    output.say(f"  sha-256 {sent.sha256}")
+            else:
+                output.say(
+                    f"sent {file.name} ({size(sent.size)} in {sent.seconds:.1f} s, "
+                    f"{_rate(sent.size, sent.seconds)}) as document {document.id}"
+                )
+                output.say(f"  to {_recipients(document)}")
+                output.say(f"  sha-256 {sent.sha256}")
 
 
 def inbox(
@@ -324,69 +302,62 @@ def inbox(
         typer.Option(help="only this patient's documents (SYSTEM|VALUE)", show_default=False),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000, help="at most this many")] = 50,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """List the documents addressed to the practitioner, newest first (metadata only).
 
     Example: medrelay inbox --as org/clinique-b/system/ehr -p dr-b --unread --since 7d
     """
-    output = Output(json_output)
-    with boundary(output):
-        request = xpb.ListInboxRequest(practitioner_id=practitioner, unread_only=unread)
-        if type_ is not None:
-            request.type.CopyFrom(inputs.document_type(type_))
-        if since is not None:
-            request.sent_after.FromDatetime(inputs.moment(since, "--since"))
-        if until is not None:
-            request.sent_before.FromDatetime(inputs.moment(until, "--until"))
-        if patient is not None:
-            system = os.environ.get("MEDRELAY_PATIENT_SYSTEM", "")
-            request.patient.CopyFrom(inputs.patient(patient, system))
-        documents: list[xpb.Document] = []
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "exchange", practitioner=practitioner, action="inbox", options=_DOCUMENT_FIELDS
-        ) as conn:
-            while len(documents) < limit:
-                request.page_size = min(1000, limit - len(documents))
-                page = conn.exchange().ListInbox(request, timeout=conn.timeout)
-                documents.extend(page.documents)
-                if not page.next_page_token:
-                    break
-                request.page_token = page.next_page_token
-        if output.json:
-            for document in documents:
-                output.emit(message_dict(document))
-            return
-        if not documents:
-            output.say("no documents")
-            return
-        table = Table(title=f"Inbox of {practitioner}", title_justify="left")
-        table.add_column("sent", no_wrap=True)
-        table.add_column("document", no_wrap=True)
-        table.add_column("from")
-        table.add_column("type")
-        table.add_column("size", justify="right", no_wrap=True)
-        table.add_column("state", no_wrap=True)
+    request = xpb.ListInboxRequest(practitioner_id=practitioner, unread_only=unread)
+    if type_ is not None:
+        request.type.CopyFrom(inputs.document_type(type_))
+    if since is not None:
+        request.sent_after.FromDatetime(inputs.moment(since, "--since"))
+    if until is not None:
+        request.sent_before.FromDatetime(inputs.moment(until, "--until"))
+    if patient is not None:
+        system = os.environ.get("MEDRELAY_PATIENT_SYSTEM", "")
+        request.patient.CopyFrom(inputs.patient(patient, system))
+    documents: list[xpb.Document] = []
+    with via.session(
+        "exchange", practitioner=practitioner, action="inbox", options=_DOCUMENT_FIELDS
+    ) as conn:
+        while len(documents) < limit:
+            request.page_size = min(1000, limit - len(documents))
+            page = conn.exchange().ListInbox(request, timeout=conn.timeout)
+            documents.extend(page.documents)
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+    if output.json:
         for document in documents:
-            head = document.header
-            states = sorted({_STATES.get(d.state, "?") for d in document.deliveries})
-            state = "recalled" if document.recalled else ", ".join(states)
-            table.add_row(
-                when(document.create_time, seconds=False),
-                document.id,
-                f"{head.practitioner_id} ({document.sender_organization_id})",
-                head.type.display or head.type.code,
-                size(document.size_bytes),
-                state,
-            )
-        output.table(table)
+            output.emit(message_dict(document))
+        return
+    if not documents:
+        output.say("no documents")
+        return
+    table = Table(title=f"Inbox of {practitioner}", title_justify="left")
+    table.add_column("sent", no_wrap=True)
+    table.add_column("document", no_wrap=True)
+    table.add_column("from")
+    table.add_column("type")
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for document in documents:
+        head = document.header
+        states = sorted({_STATES.get(d.state, "?") for d in document.deliveries})
+        state = "recalled" if document.recalled else ", ".join(states)
+        table.add_row(
+            when(document.create_time, seconds=False),
+            document.id,
+            f"{head.practitioner_id} ({document.sender_organization_id})",
+            head.type.display or head.type.code,
+            size(document.size_bytes),
+            state,
+        )
+    output.table(table)
 
 
 def fetch(
@@ -417,125 +388,107 @@ def fetch(
             show_default=False,
         ),
     ] = None,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Save a document to a file, its SHA-256 and the sender's signature verified.
 
     Nothing is left under the name asked for unless every check passed.
     Example: medrelay fetch <id> --as org/clinique-b/system/ehr -p dr-b -o scan.dcm
     """
-    output = Output(json_output)
-    with boundary(output):
-        with (
-            Via(address, as_, pki, cert, key, ca, timeout).session(
-                "exchange", practitioner=practitioner, action="fetch", options=_DOCUMENT_FIELDS
-            ) as conn,
-            _progress_or_none(output, progress) as bar,
-        ):
-            # The bar appears once the service has said yes (the document's metadata arrives
-            # after authorisation and consent), so a refusal shows no bar at all.
-            moving: list[OnProgress] = []
+    with (
+        via.session(
+            "exchange", practitioner=practitioner, action="fetch", options=_DOCUMENT_FIELDS
+        ) as conn,
+        _progress_or_none(output, progress) as bar,
+    ):
+        # The bar appears once the service has said yes (the document's metadata arrives
+        # after authorisation and consent), so a refusal shows no bar at all.
+        moving: list[OnProgress] = []
 
-            def started(document: xpb.Document) -> None:
-                step = _advancer(bar, f"document {document.id[:8]}", document.size_bytes)
-                if step is not None:
-                    moving.append(step)
+        def started(document: xpb.Document) -> None:
+            step = _advancer(bar, f"document {document.id[:8]}", document.size_bytes)
+            if step is not None:
+                moving.append(step)
 
-            def advance(count: int) -> None:
-                for step in moving:
-                    step(count)
+        def advance(count: int) -> None:
+            for step in moving:
+                step(count)
 
-            fetched = fetch_to_file(
-                conn.exchange(),
-                document_id,
-                practitioner,
-                output_path,
-                timeout=timeout,
-                purpose=inputs.code(purpose, "--purpose"),
-                justification=justification,
-                overwrite=force,
-                on_start=started,
-                on_progress=advance,
-            )
-        document = fetched.document
-        head = document.header
-        if output.json:
-            output.emit(
-                {
-                    "document_id": document.id,
-                    "file": str(fetched.path),
-                    "size_bytes": fetched.size,
-                    "sha256": fetched.sha256,
-                    "sha256_verified": True,
-                    "signature_valid": fetched.signature_valid,
-                    "seconds": round(fetched.seconds, 3),
-                    "document": message_dict(document),
-                }
-            )
-            return
-        output.say(
-            f"saved {size(fetched.size)} to {shown_path(fetched.path)} in {fetched.seconds:.1f} s"
+        fetched = fetch_to_file(
+            conn.exchange(),
+            document_id,
+            practitioner,
+            output_path,
+            timeout=via.timeout,
+            purpose=inputs.code(purpose, "--purpose"),
+            justification=justification,
+            overwrite=force,
+            on_start=started,
+            on_progress=advance,
         )
-        output.say(
-            "  verified: the content matches the SHA-256 recorded at sending; the signature of "
-            f"{document.sender_organization_id} is valid"
+    document = fetched.document
+    head = document.header
+    if output.json:
+        output.emit(
+            {
+                "document_id": document.id,
+                "file": str(fetched.path),
+                "size_bytes": fetched.size,
+                "sha256": fetched.sha256,
+                "sha256_verified": True,
+                "signature_valid": fetched.signature_valid,
+                "seconds": round(fetched.seconds, 3),
+                "document": message_dict(document),
+            }
         )
-        output.say(f"  sha-256 {fetched.sha256}")
-        output.say(
-            f"  from {head.practitioner_id} at {document.sender_organization_id}, "
-            f"{when(document.create_time)}; {head.type.display or head.type.code}; "
-            f"{head.content_type}"
-        )
-        output.say(f"  patient: {head.patient.system}|{head.patient.value}")
-        if head.title:
-            output.say(f"  title: {head.title}")
-        if head.note:
-            output.say(f"  note: {head.note}")
-        for forward in document.forwards:
-            line = f"  forwarded by {forward.practitioner_id} at {forward.organization_id}"
-            output.say(line + (f": {forward.note}" if forward.note else ""))
+        return
+    output.say(
+        f"saved {size(fetched.size)} to {shown_path(fetched.path)} in {fetched.seconds:.1f} s"
+    )
+    output.say(
+        "  verified: the content matches the SHA-256 recorded at sending; the signature of "
+        f"{document.sender_organization_id} is valid"
+    )
+    output.say(f"  sha-256 {fetched.sha256}")
+    output.say(
+        f"  from {head.practitioner_id} at {document.sender_organization_id}, "
+        f"{when(document.create_time)}; {head.type.display or head.type.code}; "
+        f"{head.content_type}"
+    )
+    output.say(f"  patient: {head.patient.system}|{head.patient.value}")
+    if head.title:
+        output.say(f"  title: {head.title}")
+    if head.note:
+        output.say(f"  note: {head.note}")
+    for forward in document.forwards:
+        line = f"  forwarded by {forward.practitioner_id} at {forward.organization_id}"
+        output.say(line + (f": {forward.note}" if forward.note else ""))
 
 
 def ack(
     document_id: DocumentId,
     practitioner: PractitionerOption,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Acknowledge a document (a read receipt for the sender).
 
     Example: medrelay ack <id> --as org/clinique-b/system/ehr -p dr-b
     """
-    output = Output(json_output)
-    with boundary(output):
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "exchange", practitioner=practitioner, action="ack", options=_DOCUMENT_FIELDS
-        ) as conn:
-            document = conn.exchange().AcknowledgeDocument(
-                xpb.AcknowledgeDocumentRequest(
-                    document_id=document_id, practitioner_id=practitioner
-                ),
-                timeout=conn.timeout,
-            )
-        if output.json:
-            output.emit(message_dict(document))
-        else:
-            output.say(
-                f"{practitioner} acknowledged document {document.id}; the sender sees it read"
-            )
+    with via.session(
+        "exchange", practitioner=practitioner, action="ack", options=_DOCUMENT_FIELDS
+    ) as conn:
+        document = conn.exchange().AcknowledgeDocument(
+            xpb.AcknowledgeDocumentRequest(document_id=document_id, practitioner_id=practitioner),
+            timeout=conn.timeout,
+        )
+    if output.json:
+        output.emit(message_dict(document))
+    else:
+        output.say(f"{practitioner} acknowledged document {document.id}; the sender sees it read")
 
 
 def forward(
@@ -543,42 +496,35 @@ def forward(
     practitioner: PractitionerOption,
     to: ToOption,
     note: Annotated[str, typer.Option(help="a note to the new recipients (encrypted)")] = "",
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Forward a document you received to more colleagues (consent is checked for each).
 
     Example: medrelay forward <id> --as org/clinique-b/system/ehr -p dr-b --to dr-c
     """
-    output = Output(json_output)
-    with boundary(output):
-        recipients = [inputs.recipient(text) for text in to]
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "exchange",
-            practitioner=practitioner,
-            recipients=to,
-            action="forward",
-            options=_DOCUMENT_FIELDS,
-        ) as conn:
-            document = conn.exchange().ForwardDocument(
-                xpb.ForwardDocumentRequest(
-                    document_id=document_id,
-                    practitioner_id=practitioner,
-                    recipients=recipients,
-                    note=note,
-                ),
-                timeout=conn.timeout,
-            )
-        if output.json:
-            output.emit(message_dict(document))
-        else:
-            output.say(f"forwarded document {document.id} to {', '.join(to)}")
+    recipients = [inputs.recipient(text) for text in to]
+    with via.session(
+        "exchange",
+        practitioner=practitioner,
+        recipients=to,
+        action="forward",
+        options=_DOCUMENT_FIELDS,
+    ) as conn:
+        document = conn.exchange().ForwardDocument(
+            xpb.ForwardDocumentRequest(
+                document_id=document_id,
+                practitioner_id=practitioner,
+                recipients=recipients,
+                note=note,
+            ),
+            timeout=conn.timeout,
+        )
+    if output.json:
+        output.emit(message_dict(document))
+    else:
+        output.say(f"forwarded document {document.id} to {', '.join(to)}")
 
 
 def recall(
@@ -591,51 +537,39 @@ def recall(
             show_default=False,
         ),
     ],
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Recall a document you sent: every recipient's key is destroyed, no copy stays readable.
 
     Example: medrelay recall <id> --as org/hopital-a/system/ehr -p dr-a --reason wrong-patient
     """
-    output = Output(json_output)
-    with boundary(output):
-        code = inputs.recall_reason(reason)
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "exchange", practitioner=practitioner, action="recall", options=_DOCUMENT_FIELDS
-        ) as conn:
-            document = conn.exchange().RecallDocument(
-                xpb.RecallDocumentRequest(
-                    document_id=document_id, practitioner_id=practitioner, reason=code
-                ),
-                timeout=conn.timeout,
-            )
-        if output.json:
-            output.emit(message_dict(document))
-        else:
-            output.say(
-                f"recalled document {document.id} ({code.lower().replace('_', ' ')}): every "
-                "recipient's key is destroyed"
-            )
+    code = inputs.recall_reason(reason)
+    with via.session(
+        "exchange", practitioner=practitioner, action="recall", options=_DOCUMENT_FIELDS
+    ) as conn:
+        document = conn.exchange().RecallDocument(
+            xpb.RecallDocumentRequest(
+                document_id=document_id, practitioner_id=practitioner, reason=code
+            ),
+            timeout=conn.timeout,
+        )
+    if output.json:
+        output.emit(message_dict(document))
+    else:
+        output.say(
+            f"recalled document {document.id} ({code.lower().replace('_', ' ')}): every "
+            "recipient's key is destroyed"
+        )
 
 
 def status(
     document_id: DocumentId,
     practitioner: PractitionerOption,
-    json_output: JsonOption = False,
-    address: AddressOption = None,
-    as_: AsOption = None,
-    pki: PkiOption = DEFAULT_PKI,
-    cert: CertOption = None,
-    key: KeyOption = None,
-    ca: CaOption = None,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    *,
+    output: Output,
+    via: Via,
 ) -> None:
     """Where a document stands: each recipient's delivery (new, opened, read, revoked).
 
@@ -643,47 +577,45 @@ def status(
 
     Example: medrelay status <id> --as org/hopital-a/system/ehr -p dr-a
     """
-    output = Output(json_output)
-    with boundary(output):
-        with Via(address, as_, pki, cert, key, ca, timeout).session(
-            "exchange", practitioner=practitioner, action="status", options=_DOCUMENT_FIELDS
-        ) as conn:
-            document = conn.exchange().GetDocument(
-                xpb.GetDocumentRequest(document_id=document_id, practitioner_id=practitioner),
-                timeout=conn.timeout,
-            )
-        if output.json:
-            output.emit(message_dict(document))
-            return
-        head = document.header
-        flags = []
-        if document.recalled:
-            flags.append(f"recalled ({document.recall_reason.lower().replace('_', ' ')})")
-        if document.expired:
-            flags.append("expired")
-        output.say(
-            f"document {document.id}: {head.type.display or head.type.code}, "
-            f"{size(document.size_bytes)}, sent {when(document.create_time)} by "
-            f"{head.practitioner_id} at {document.sender_organization_id}"
-            + (f"; {', '.join(flags)}" if flags else "")
+    with via.session(
+        "exchange", practitioner=practitioner, action="status", options=_DOCUMENT_FIELDS
+    ) as conn:
+        document = conn.exchange().GetDocument(
+            xpb.GetDocumentRequest(document_id=document_id, practitioner_id=practitioner),
+            timeout=conn.timeout,
         )
-        table = Table()
-        table.add_column("recipient")
-        table.add_column("organisation")
-        table.add_column("state", no_wrap=True)
-        table.add_column("since", no_wrap=True)
-        table.add_column("through")
-        for delivery in document.deliveries:
-            through = (
-                f"forward by {delivery.forwarded_by_practitioner_id}"
-                if delivery.forwarded_by_practitioner_id
-                else (f"care team {delivery.care_team_id}" if delivery.care_team_id else "")
-            )
-            table.add_row(
-                delivery.practitioner_id or "every member",
-                delivery.organization_id,
-                _STATES.get(delivery.state, "?"),
-                when(delivery.update_time),
-                through,
-            )
-        output.table(table)
+    if output.json:
+        output.emit(message_dict(document))
+        return
+    head = document.header
+    flags = []
+    if document.recalled:
+        flags.append(f"recalled ({document.recall_reason.lower().replace('_', ' ')})")
+    if document.expired:
+        flags.append("expired")
+    output.say(
+        f"document {document.id}: {head.type.display or head.type.code}, "
+        f"{size(document.size_bytes)}, sent {when(document.create_time)} by "
+        f"{head.practitioner_id} at {document.sender_organization_id}"
+        + (f"; {', '.join(flags)}" if flags else "")
+    )
+    table = Table()
+    table.add_column("recipient")
+    table.add_column("organisation")
+    table.add_column("state", no_wrap=True)
+    table.add_column("since", no_wrap=True)
+    table.add_column("through")
+    for delivery in document.deliveries:
+        through = (
+            f"forward by {delivery.forwarded_by_practitioner_id}"
+            if delivery.forwarded_by_practitioner_id
+            else (f"care team {delivery.care_team_id}" if delivery.care_team_id else "")
+        )
+        table.add_row(
+            delivery.practitioner_id or "every member",
+            delivery.organization_id,
+            _STATES.get(delivery.state, "?"),
+            when(delivery.update_time),
+            through,
+        )
+    output.table(table)

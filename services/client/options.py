@@ -1,14 +1,18 @@
-"""The options every client command shares, and the command class that keeps usage errors
-to one line.
+"""The options every client command shares, and how a command gets them.
 
-Typer reads options from each command's signature, so the shared ones are declared once here
-as annotated types and repeated by name in each signature; `Via` gathers them back into the
-connection they describe.
+A client command is a function of its own arguments and options plus two keyword-only
+parameters, `output` (render.Output) and `via` (Via, the connection options as given), and is
+registered with `@client_command(app, name)`. Typer reads options from a signature, so the
+registered command is the function with --json and the connection options appended to its
+signature; it turns them into `output` and `via` and runs the function inside
+render.boundary. Each option is declared once, here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
@@ -18,7 +22,7 @@ import typer.core
 
 from .connection import DEFAULT_PKI, DEFAULT_TIMEOUT, Connection, connect
 from .failures import USAGE, calling
-from .render import one_line
+from .render import Output, boundary, one_line
 
 if TYPE_CHECKING:
     # Typer 0.29 carries its own copy of click; its Context is the one commands receive.
@@ -108,20 +112,11 @@ PatientOption = Annotated[
 ]
 
 __all__ = [
-    "DEFAULT_PKI",
-    "DEFAULT_TIMEOUT",
-    "AddressOption",
-    "AsOption",
-    "CaOption",
-    "CertOption",
     "ClientCommand",
-    "JsonOption",
-    "KeyOption",
     "PatientOption",
-    "PkiOption",
     "PractitionerOption",
-    "TimeoutOption",
     "Via",
+    "client_command",
 ]
 
 
@@ -184,6 +179,54 @@ def _command_path(ctx: Context) -> str:
     return " ".join(["medrelay", *names])
 
 
-def command_options(**extra: Any) -> dict[str, Any]:
-    """Keyword arguments for `app.command(...)` of a client command."""
-    return {"cls": ClientCommand, **extra}
+Command = Callable[..., None]
+
+#: The options every command takes after its own, in the order --help lists them, as
+#: (parameter name, annotated type, default): --json, then one per field of Via.
+_SHARED: tuple[tuple[str, Any, Any], ...] = (
+    ("json_output", JsonOption, False),
+    ("address", AddressOption, None),
+    ("as_", AsOption, None),
+    ("pki", PkiOption, DEFAULT_PKI),
+    ("cert", CertOption, None),
+    ("key", KeyOption, None),
+    ("ca", CaOption, None),
+    ("timeout", TimeoutOption, DEFAULT_TIMEOUT),
+)
+#: The parameters a command function takes that typer never sees.
+_GIVEN = ("output", "via")
+
+
+def client_command(app: typer.Typer, name: str) -> Callable[[Command], Command]:
+    """Register the decorated function as the command `name` of `app` (see the module doc);
+    the function itself is returned unchanged."""
+
+    def register(function: Command) -> Command:
+        app.command(name=name, cls=ClientCommand)(_with_shared_options(function))
+        return function
+
+    return register
+
+
+def _with_shared_options(function: Command) -> Command:
+    """`function` as typer should see it: its own parameters, then the shared options."""
+    own = inspect.signature(function, eval_str=True)
+    if not set(_GIVEN) <= own.parameters.keys():
+        raise TypeError(f"{function.__name__} must take keyword-only `output` and `via`")
+    parameters = [p for p in own.parameters.values() if p.name not in _GIVEN]
+    parameters += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, kind, default in _SHARED
+    ]
+
+    @functools.wraps(function)
+    def command(*args: Any, json_output: bool, **kwargs: Any) -> None:
+        via = Via(**{name: kwargs.pop(name) for name in Via._fields})
+        output = Output(json_output)
+        with boundary(output):
+            function(*args, output=output, via=via, **kwargs)
+
+    # Typer reads the parameters from the signature and the types from the annotations.
+    command.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
