@@ -653,10 +653,11 @@ def _references(figures: Sequence[Figure]) -> str:
 def render(document: Mapping[str, Any]) -> str:
     """The whole page for one run's document."""
     figures = [f for line in document.get("lines", []) if (f := Figure.of(line)) is not None]
+    found = groups(figures)
     sections = []
     for axis in AXES:
         cards = []
-        for group in (g for g in groups(figures) if g.axis is axis):
+        for group in (g for g in found if g.axis is axis):
             charts = [throughput_chart(group)]
             latency = latency_chart(group)
             if latency is not None:
