@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+import bench.__main__ as bench_main
 from bench.report import (
     AXES,
     BLUE,
@@ -297,3 +298,32 @@ def test_the_report_renders_in_headless_chromium_with_its_plots(
     assert colours[rgb(GREY)] > 400, colours.most_common(10)
     # The plots are below the summary table, side by side: blue in both halves of the page.
     assert min(half[rgb(BLUE)] for half in halves) > 1000
+
+
+def test_a_bench_run_that_fails_part_way_keeps_what_it_measured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`python -m bench` (bench/__main__.py) with its benches replaced: the envelope's lines are
+    written, the exchange fails, and the document holds the lines and the error."""
+    measured = [dict(line) for line in json.loads(SAMPLE.read_text())["lines"][:2]]
+
+    async def failing(work: Path, seconds: float, repeats: int) -> list[dict[str, Any]]:
+        raise RuntimeError("the exchange service did not start")
+
+    monkeypatch.setattr(bench_main, "bench_envelope", lambda repeats: measured)
+    monkeypatch.setattr(bench_main, "bench_exchange", failing)
+    results = tmp_path / "results"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["bench", "--only", "envelope", "--only", "exchange", "--results", str(results)],
+    )
+    with pytest.raises(RuntimeError, match="did not start"):
+        bench_main.main()
+    written = json.loads((results / "latest.json").read_text())
+    assert written["lines"] == measured
+    assert written["error"] == "RuntimeError: the exchange service did not start"
+    assert list(written["bench_durations_s"]) == ["envelope"]
+    assert written["arguments"]["only"] == ["envelope", "exchange"]
+    assert "results" not in written["arguments"]
+    assert "the run stopped early" in (results / "report.html").read_text()
