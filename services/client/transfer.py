@@ -23,9 +23,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import grpc
 
@@ -183,7 +183,7 @@ def send_file(
 
 
 class _Watchdog:
-    """Cancels a streaming call that has not moved for `stall_seconds`."""
+    """Cancels a streaming call that has not moved for `stall_seconds` (while in a `with`)."""
 
     def __init__(self, call: Any, stall_seconds: float) -> None:
         self._call = call
@@ -192,7 +192,14 @@ class _Watchdog:
         self._done = threading.Event()
         self.fired = False
         self._thread = threading.Thread(target=self._run, name="fetch-watchdog", daemon=True)
+
+    def __enter__(self) -> _Watchdog:
         self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
 
     def touch(self) -> None:
         self._last = time.monotonic()
@@ -204,9 +211,54 @@ class _Watchdog:
                 self._call.cancel()
                 return
 
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
+
+@dataclass
+class _Received:
+    """What a fetch's stream brought: the metadata, the chunks' count and hash, the trailer."""
+
+    document: xpb.Document | None = None
+    trailer: xpb.FetchTrailer | None = None
+    size: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+
+
+def _receive(
+    call: Any,
+    file: BinaryIO,
+    stall_seconds: float,
+    on_document: Callable[[xpb.Document], None],
+    on_progress: OnProgress | None,
+) -> _Received:
+    """Write the stream's chunks to `file`; `on_document` sees the metadata (which comes first)
+    and may refuse it. The call is cancelled when anything stops the loop."""
+    got = _Received()
+    with _Watchdog(call, stall_seconds) as watchdog:
+        try:
+            for message in call:
+                watchdog.touch()
+                kind = message.WhichOneof("part")
+                if kind == "document":
+                    got.document = message.document
+                    on_document(message.document)
+                elif kind == "chunk":
+                    file.write(message.chunk)
+                    got.digest.update(message.chunk)
+                    got.size += len(message.chunk)
+                    if on_progress is not None:
+                        on_progress(len(message.chunk))
+                elif kind == "trailer":
+                    got.trailer = message.trailer
+        except grpc.RpcError as exc:
+            if watchdog.fired and exc.code() is grpc.StatusCode.CANCELLED:
+                raise Failure(
+                    f"the transfer stalled: nothing arrived for {stall_seconds:g} s, so it was "
+                    "stopped and nothing was saved; try again, or allow more with --timeout"
+                ) from None
+            raise
+        except BaseException:  # a refused document, a full disk, Ctrl-C
+            call.cancel()
+            raise
+    return got
 
 
 def _target(destination: Path | None) -> tuple[Path, bool]:
@@ -251,96 +303,64 @@ def fetch_to_file(
                     "or --force to replace it"
                 )
     folder = place if is_folder else place.parent
+
+    def arrived(document: xpb.Document) -> None:
+        """Check the metadata and, in a folder, choose the name before any content comes."""
+        nonlocal place
+        if is_folder:
+            place = folder / f"{document.id}{extension_for(document.header.content_type)}"
+            if place.exists() and not overwrite:
+                raise usage(
+                    f"{place} exists; choose another name with --output, or --force to replace it"
+                )
+        if on_start is not None:
+            on_start(document)
+
+    # Made before the call, so a folder that cannot be written fails before an audited access.
     fd, temporary_name = tempfile.mkstemp(dir=folder, prefix=".medrelay-", suffix=".part")
     temporary = Path(temporary_name)
     started = time.monotonic()
-    call = stub.FetchDocument(
-        xpb.FetchDocumentRequest(
-            document_id=document_id,
-            practitioner_id=practitioner,
-            purpose=purpose,
-            justification=justification,
-        ),
-        timeout=transfer_timeout(FETCH_DEADLINE_BYTES, timeout),
-    )
-    watchdog = _Watchdog(call, timeout)
     try:
         with os.fdopen(fd, "wb") as file:
-            digest = hashlib.sha256()
-            received = 0
-            document: xpb.Document | None = None
-            trailer: xpb.FetchTrailer | None = None
-            try:
-                for message in call:
-                    watchdog.touch()
-                    kind = message.WhichOneof("part")
-                    if kind == "document":
-                        document = message.document
-                        if is_folder:
-                            name = f"{document.id}{extension_for(document.header.content_type)}"
-                            place = folder / name
-                            if place.exists() and not overwrite:
-                                call.cancel()
-                                raise usage(
-                                    f"{place} exists; choose another name with --output, or "
-                                    "--force to replace it"
-                                )
-                        if on_start is not None:
-                            on_start(document)
-                    elif kind == "chunk":
-                        file.write(message.chunk)
-                        digest.update(message.chunk)
-                        received += len(message.chunk)
-                        if on_progress is not None:
-                            on_progress(len(message.chunk))
-                    elif kind == "trailer":
-                        trailer = message.trailer
-            except grpc.RpcError as exc:
-                if watchdog.fired and exc.code() is grpc.StatusCode.CANCELLED:
-                    raise Failure(
-                        f"the transfer stalled: nothing arrived for {timeout:g} s, so it was "
-                        "stopped and nothing was saved; try again, or allow more with --timeout"
-                    ) from None
-                raise
-            except KeyboardInterrupt:
-                call.cancel()
-                raise
+            request = xpb.FetchDocumentRequest(
+                document_id=document_id,
+                practitioner_id=practitioner,
+                purpose=purpose,
+                justification=justification,
+            )
+            call = stub.FetchDocument(
+                request, timeout=transfer_timeout(FETCH_DEADLINE_BYTES, timeout)
+            )
+            got = _receive(call, file, timeout, arrived, on_progress)
             file.flush()
             os.fsync(file.fileno())
-        _verify(document, trailer, received, digest.digest())
-        assert document is not None and trailer is not None  # _verify checked
+        document, trailer = _verify(got)
         os.replace(temporary, place)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    finally:
-        watchdog.stop()
     return Fetched(
         document=document,
         path=place,
-        size=received,
-        sha256=digest.hexdigest(),
+        size=got.size,
+        sha256=got.digest.hexdigest(),
         signature_valid=trailer.signature_valid,
         seconds=time.monotonic() - started,
     )
 
 
-def _verify(
-    document: xpb.Document | None,
-    trailer: xpb.FetchTrailer | None,
-    received: int,
-    sha256: bytes,
-) -> None:
+def _verify(got: _Received) -> tuple[xpb.Document, xpb.FetchTrailer]:
     """Refuse a fetch that is incomplete, altered, or not signed by the sender."""
     nothing_saved = "nothing was saved"
+    document, trailer = got.document, got.trailer
     if document is None or trailer is None:
         raise Failure(f"the transfer ended early; {nothing_saved}; try again")
-    if received != document.size_bytes:
+    if got.size != document.size_bytes:
         raise Failure(
-            f"received {received} bytes where the document has {document.size_bytes}; "
+            f"received {got.size} bytes where the document has {document.size_bytes}; "
             f"{nothing_saved}; try again"
         )
-    if trailer.sha256 != sha256:
+    if trailer.sha256 != got.digest.digest():
         raise Failure(
             "the content received does not match the SHA-256 recorded when it was sent; "
             f"{nothing_saved}; try again, and report it to the operators if it happens again"
@@ -350,3 +370,4 @@ def _verify(
             "the sender organisation's signature over the document did not verify; "
             f"{nothing_saved}; report it to the operators"
         )
+    return document, trailer

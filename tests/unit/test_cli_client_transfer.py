@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from medrelay.common.v1 import types_pb2
@@ -127,6 +129,49 @@ def test_a_document_fetched_into_a_folder_before_is_not_asked_for_again(tmp_path
     with pytest.raises(Failure, match="fetched before"):
         fetch_to_file(stub, DOCUMENT_ID, "dr-b", tmp_path, timeout=5)  # type: ignore[arg-type]
     assert stub.request is None
+
+
+class Interrupted(Stream):
+    """A stream a person stops with Ctrl-C after the first chunk."""
+
+    def __iter__(self) -> Iterator[xpb.FetchDocumentResponse]:
+        yield from list(self._messages)[:2]
+        raise KeyboardInterrupt
+
+
+class Stalled(Stream):
+    """A stream that stops moving after the first chunk until the call is cancelled, then
+    fails as grpc fails a cancelled call."""
+
+    def __iter__(self) -> Iterator[xpb.FetchDocumentResponse]:
+        yield from list(self._messages)[:2]
+        deadline = time.monotonic() + 5
+        while not self.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise Cancelled()
+
+
+class Cancelled(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.CANCELLED
+
+
+def test_an_interrupted_fetch_cancels_the_call_and_leaves_nothing(tmp_path: Path) -> None:
+    stub = FetchStub([])
+    stub.stream = Interrupted(fetch_messages(b"x" * 3000))
+    with pytest.raises(KeyboardInterrupt):
+        fetch_to_file(stub, DOCUMENT_ID, "dr-b", tmp_path / "scan.dcm", timeout=5)  # type: ignore[arg-type]
+    assert stub.stream.cancelled
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_stalled_fetch_is_cancelled_and_leaves_nothing(tmp_path: Path) -> None:
+    stub = FetchStub([])
+    stub.stream = Stalled(fetch_messages(b"x" * 3000))
+    with pytest.raises(Failure, match=r"the transfer stalled: nothing arrived for 0\.3 s"):
+        fetch_to_file(stub, DOCUMENT_ID, "dr-b", tmp_path / "scan.dcm", timeout=0.3)  # type: ignore[arg-type]
+    assert stub.stream.cancelled
+    assert os.listdir(tmp_path) == []
 
 
 class Future:
