@@ -1,10 +1,12 @@
 """Enough of a PNG reader to count the colours of Chromium's screenshots, with zlib alone.
 
-Chromium writes 8-bit RGB (or RGBA), not interlaced, with a filter chosen per row (None, Sub,
-Up and Paeth all occur). The rows are unfiltered here in pure Python; Sub and Up go through
-whole-row operations, Paeth has a shortcut for the blank runs that fill most of a page, so a
-1400×2000 screenshot takes a couple of seconds rather than a dozen. Nothing else is supported:
-another shape of PNG is refused, never misread.
+Nothing in the project's environment decodes PNG (no Pillow), hence this. Chromium writes
+8-bit RGB (or RGBA), not interlaced, with a filter chosen per row (Up, Paeth and Sub, and
+Average in a few rows). The rows are unfiltered here in pure Python; Sub and Up go through whole-row
+operations, Paeth has a shortcut for the blank runs that fill most of a page, so a 1400×2000
+screenshot takes under 2 s rather than about 5 s byte by byte (2 shared cores; the result is
+the same, checked against a byte-by-byte decoder). Nothing else is supported: another shape of
+PNG is refused, never misread.
 """
 
 from __future__ import annotations
