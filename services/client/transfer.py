@@ -15,7 +15,6 @@ unverified document under the name asked for.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import tempfile
@@ -32,6 +31,7 @@ import grpc
 from medrelay.common.v1 import types_pb2
 from medrelay.exchange.v1 import exchange_service_pb2 as xpb
 from medrelay.exchange.v1 import exchange_service_pb2_grpc as exchange_grpc
+from medrelay.validation import UUID_PATTERN
 
 from .connection import transfer_timeout
 from .failures import Failure, usage
@@ -287,16 +287,19 @@ def fetch_to_file(
     """Fetch a document into `destination` (a file, or a folder where it is named
     `<document id><extension>`; the current folder by default), verified; see the module doc.
 
-    grpc.RpcError when the service refuses; Failure when verification fails or the file
-    exists (without `overwrite`).
+    grpc.RpcError when the service refuses; Failure when `document_id` is not a document id,
+    when verification fails or the file exists (without `overwrite`).
     """
+    # The id names the file in a folder, so it must be an id (a UUID), never a path.
+    if not UUID_PATTERN.fullmatch(document_id):
+        raise usage("DOCUMENT_ID: not a document id (a UUID, as send and inbox show it)")
     place, is_folder = _target(destination)
     if not is_folder and place.exists() and not overwrite:
         raise usage(f"{place} exists; choose another name, or --force to replace it")
     if is_folder and not overwrite:
         # The name's extension comes with the document, after the access is granted and
         # recorded; refuse before asking when this document was saved here already.
-        for earlier in place.glob(f"{glob.escape(document_id)}.*"):
+        for earlier in place.glob(f"{document_id}.*"):
             if earlier.is_file() and earlier.stem == document_id:
                 raise usage(
                     f"{earlier} exists (fetched before?); choose another name with --output, "
@@ -307,8 +310,13 @@ def fetch_to_file(
     def arrived(document: xpb.Document) -> None:
         """Check the metadata and, in a folder, choose the name before any content comes."""
         nonlocal place
+        if document.id != document_id:
+            raise Failure(
+                "the exchange service sent another document than the one asked for; nothing "
+                "was saved; report it to the operators"
+            )
         if is_folder:
-            place = folder / f"{document.id}{extension_for(document.header.content_type)}"
+            place = folder / f"{document_id}{extension_for(document.header.content_type)}"
             if place.exists() and not overwrite:
                 raise usage(
                     f"{place} exists; choose another name with --output, or --force to replace it"

@@ -131,6 +131,31 @@ def test_a_document_fetched_into_a_folder_before_is_not_asked_for_again(tmp_path
     assert stub.request is None
 
 
+@pytest.mark.parametrize("typed", ["../../.bashrc", "x/../y", "*", DOCUMENT_ID.upper()])
+def test_a_document_id_that_is_not_a_uuid_is_refused_before_asking(
+    tmp_path: Path, typed: str
+) -> None:
+    stub = FetchStub(fetch_messages(b"new"))
+    with pytest.raises(Failure, match="DOCUMENT_ID: not a document id") as caught:
+        fetch_to_file(stub, typed, "dr-b", tmp_path, timeout=5)  # type: ignore[arg-type]
+    assert caught.value.exit_code == 2
+    assert stub.request is None and os.listdir(tmp_path) == []
+
+
+def test_a_file_in_a_folder_is_named_by_the_id_asked_for_not_the_one_answered(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "fetched" / "today"
+    folder.mkdir(parents=True)
+    messages = fetch_messages(b"x" * 3000)
+    messages[0].document.id = "../../outside"  # what a compromised service might answer
+    stub = FetchStub(messages)
+    with pytest.raises(Failure, match="another document than the one asked for"):
+        fetch_to_file(stub, DOCUMENT_ID, "dr-b", folder, timeout=5)  # type: ignore[arg-type]
+    assert stub.stream.cancelled
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
 class Interrupted(Stream):
     """A stream a person stops with Ctrl-C after the first chunk."""
 
