@@ -9,7 +9,8 @@ Server metadata never holds patient identifiers (errors.proto says so), and noth
 any: a failure line can be pasted into a ticket.
 
 Exit codes: 0 done, 1 refused or failed (by a service, or unreachable), 2 a usage or local
-input error (an option, a missing file), 130 interrupted.
+input error (an option, a missing file), 130 interrupted (Ctrl-C), 143 or 129 stopped by
+SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations

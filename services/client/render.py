@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .failures import INTERRUPTED, REFUSED, USAGE, Failure
+
+#: Signals that stop a command the way Ctrl-C does (see `stop_signals_interrupt`).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def message_dict(message: Message) -> dict[str, Any]:
@@ -112,18 +117,53 @@ class Output:
         return self.err.is_terminal
 
 
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP), raised where the command is, as Ctrl-C is."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, a job's timeout) and SIGHUP (the terminal closed) raise Stopped in the
+    block. By default they end the process at once, with no clean-up: a fetch's temporary file,
+    part of a patient's document, stayed on disk. Ctrl-C's clean-up now runs for them too.
+    Only the main thread can take signals; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 @contextmanager
 def boundary(output: Output) -> Iterator[None]:
     """Run a command body: a Failure, a refused call, an interrupt or a local error becomes one
     line and an exit code; anything unexpected says its type and asks for a report, with no
     traceback (which could quote a patient identifier held in a local variable's repr)."""
     try:
-        yield
+        with stop_signals_interrupt():
+            yield
     except (typer.Exit, typer.Abort, typer.TyperException):
         raise
     except Failure as failure:
         output.fail(failure)
         raise typer.Exit(failure.exit_code) from None
+    except Stopped as stopped:
+        # The shell's convention: 128 + the signal's number (143 for SIGTERM).
+        status = 128 + stopped.signum
+        output.fail(Failure(f"stopped by {stopped}", status))
+        raise typer.Exit(status) from None
     except KeyboardInterrupt:
         output.fail(Failure("interrupted", INTERRUPTED))
         raise typer.Exit(INTERRUPTED) from None

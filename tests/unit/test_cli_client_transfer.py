@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -255,3 +258,59 @@ def test_a_send_streams_the_header_then_chunks_of_at_most_one_mib(tmp_path: Path
     assert moved == [len(c) for c in chunks]
     assert sent.sha256 == hashlib.sha256(content).hexdigest() and sent.request_id == head.request_id
     assert stub.timeout > 30  # the deadline grows with the size
+
+
+#: A fetch inside a command's boundary whose stream stops after its first chunk, as a stalled
+#: or slow transfer would; the child prints "ready" once part of the document is on disk.
+_STOPPED_FETCH = f"""
+import sys, time
+from pathlib import Path
+import typer
+from medrelay.exchange.v1 import exchange_service_pb2 as xpb
+from medrelay.services.client.render import Output, boundary
+from medrelay.services.client.transfer import fetch_to_file
+
+class Stream:
+    def __iter__(self):
+        yield xpb.FetchDocumentResponse(document=xpb.Document(id="{DOCUMENT_ID}", size_bytes=2**21))
+        yield xpb.FetchDocumentResponse(chunk=b"p" * 2**20)
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.01)
+
+    def cancel(self):
+        pass
+
+class Stub:
+    def FetchDocument(self, request, timeout):
+        return Stream()
+
+try:
+    with boundary(Output(False)):
+        fetch_to_file(Stub(), "{DOCUMENT_ID}", "dr-b", Path(sys.argv[1]) / "scan.dcm", timeout=60)
+except typer.Exit as exit:
+    sys.exit(exit.exit_code)
+"""
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_fetch_stopped_by_a_signal_leaves_no_part_of_the_document(
+    tmp_path: Path, signum: int, status: int
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STOPPED_FETCH, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        (part,) = tmp_path.iterdir()
+        assert part.name.startswith(".medrelay-") and part.stat().st_size > 0
+        child.send_signal(signum)
+        _, stderr = child.communicate(timeout=10)
+    finally:
+        child.kill()
+    assert child.returncode == status
+    assert stderr == f"medrelay: stopped by {signal.Signals(signum).name}\n"
+    assert os.listdir(tmp_path) == []
