@@ -94,18 +94,15 @@ def report(
     Example: medrelay audit report --as org/hopital-a/system/ehr -p dr-a --patient 'SYSTEM|VALUE'
     """
     identifier = inputs.patient(patient, os.environ.get("MEDRELAY_PATIENT_SYSTEM", ""))
-    records: list[xpb.AccessRecord] = []
     with via.session(
         "exchange", practitioner=practitioner, action="report", options=_FIELDS
     ) as conn:
-        request = xpb.ListPatientAccessesRequest(practitioner_id=practitioner, patient=identifier)
-        while len(records) < limit:
-            request.page_size = min(1000, limit - len(records))
-            page = conn.exchange().ListPatientAccesses(request, timeout=conn.timeout)
-            records.extend(page.records)
-            if not page.next_page_token:
-                break
-            request.page_token = page.next_page_token
+        records: list[xpb.AccessRecord] = conn.list_all(
+            conn.exchange().ListPatientAccesses,
+            xpb.ListPatientAccessesRequest(practitioner_id=practitioner, patient=identifier),
+            "records",
+            limit=limit,
+        )
     if output.json:
         for record in records:
             output.emit(message_dict(record))

@@ -22,6 +22,7 @@ Other code (the `medrelay demo` scenario) can reuse `connect()`:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +38,7 @@ from medrelay.pki import CA_CERT_FILE, CertPaths
 from medrelay.settings import DEFAULT_PORTS
 from medrelay.settings import address as checked_address
 from medrelay.spiffe import ID_PATTERN
+from medrelay.validation import MAX_PAGE_SIZE
 
 from .failures import Failure, Hints, usage
 
@@ -170,6 +172,22 @@ class Connection:
     def consent(self) -> consent_grpc.ConsentServiceStub:
         """The consent service's stub."""
         return consent_grpc.ConsentServiceStub(self.channel)
+
+    def list_all(
+        self, method: Callable[..., Any], request: Any, field: str, *, limit: int | None = None
+    ) -> list[Any]:
+        """The `field` items of every page a list call returns for `request`, at most `limit`
+        (`method` is a stub's method, e.g. `conn.identity().ListOrganizations`)."""
+        items: list[Any] = []
+        while limit is None or len(items) < limit:
+            wanted = MAX_PAGE_SIZE if limit is None else limit - len(items)
+            request.page_size = min(MAX_PAGE_SIZE, wanted)
+            page = method(request, timeout=self.timeout)
+            items.extend(getattr(page, field))
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+        return items
 
     def hints(self, **more: Any) -> Hints:
         """Hints for failure lines about calls on this connection."""

@@ -226,10 +226,7 @@ def record(
         stored = conn.consent().RecordConsent(
             cpb.RecordConsentRequest(fhir_json=text), timeout=conn.timeout
         )
-    if output.json:
-        output.emit(message_dict(stored))
-    else:
-        output.say(f"recorded {_record_line(stored)}")
+    output.result(stored, f"recorded {_record_line(stored)}")
 
 
 @client_command(app, "revoke")
@@ -251,10 +248,9 @@ def revoke(
             cpb.RevokeConsentRequest(consent_id=consent_id, reason=reason),
             timeout=conn.timeout,
         )
-    if output.json:
-        output.emit(message_dict(stored))
-    else:
-        output.say(f"revoked consent {stored.id}: version {stored.version} is {stored.status}")
+    output.result(
+        stored, f"revoked consent {stored.id}: version {stored.version} is {stored.status}"
+    )
 
 
 @client_command(app, "show")
@@ -269,18 +265,12 @@ def show(
     Example: medrelay consent show --as org/hopital-a/system/ehr --patient 'SYSTEM|VALUE'
     """
     identifier = inputs.patient(patient, os.environ.get("MEDRELAY_PATIENT_SYSTEM", ""))
-    versions: list[cpb.ConsentRecord] = []
     with via.session("consent", action="consent", needs=_NEEDS, options=_FIELDS) as conn:
-        token = ""
-        while True:
-            page = conn.consent().ListConsentHistory(
-                cpb.ListConsentHistoryRequest(patient=identifier, page_size=1000, page_token=token),
-                timeout=conn.timeout,
-            )
-            versions.extend(page.consents)
-            token = page.next_page_token
-            if not token:
-                break
+        versions: list[cpb.ConsentRecord] = conn.list_all(
+            conn.consent().ListConsentHistory,
+            cpb.ListConsentHistoryRequest(patient=identifier),
+            "consents",
+        )
     if output.json:
         for version in versions:
             output.emit(message_dict(version))

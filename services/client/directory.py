@@ -70,18 +70,10 @@ def organizations(
 
     Example: medrelay directory organizations --as org/hopital-a/system/ehr
     """
-    found: list[ipb.Organization] = []
     with via.session("identity", action="directory", needs=_READER, options=_FIELDS) as conn:
-        token = ""
-        while True:
-            page = conn.identity().ListOrganizations(
-                ipb.ListOrganizationsRequest(page_size=1000, page_token=token),
-                timeout=conn.timeout,
-            )
-            found.extend(page.organizations)
-            token = page.next_page_token
-            if not token:
-                break
+        found: list[ipb.Organization] = conn.list_all(
+            conn.identity().ListOrganizations, ipb.ListOrganizationsRequest(), "organizations"
+        )
     if output.json:
         for organization in found:
             output.emit(message_dict(organization))
@@ -113,22 +105,12 @@ def practitioners(
 
     Example: medrelay directory practitioners --organization clinique-b --as admin/admin
     """
-    found: list[ipb.Practitioner] = []
     with via.session("identity", action="directory", needs=_READER, options=_FIELDS) as conn:
-        token = ""
-        while True:
-            page = conn.identity().ListPractitioners(
-                ipb.ListPractitionersRequest(
-                    organization_id=organization or "",
-                    page_size=1000,
-                    page_token=token,
-                ),
-                timeout=conn.timeout,
-            )
-            found.extend(page.practitioners)
-            token = page.next_page_token
-            if not token:
-                break
+        found: list[ipb.Practitioner] = conn.list_all(
+            conn.identity().ListPractitioners,
+            ipb.ListPractitionersRequest(organization_id=organization or ""),
+            "practitioners",
+        )
     if output.json:
         for practitioner in found:
             output.emit(message_dict(practitioner))
@@ -169,10 +151,7 @@ def add_organization(
             ),
             timeout=conn.timeout,
         )
-    if output.json:
-        output.emit(message_dict(created))
-    else:
-        output.say(f"registered organisation {created.id} ({created.display_name})")
+    output.result(created, f"registered organisation {created.id} ({created.display_name})")
 
 
 @client_command(app, "add-system")
@@ -199,10 +178,7 @@ def add_system(
             ),
             timeout=conn.timeout,
         )
-    if output.json:
-        output.emit(message_dict(created))
-    else:
-        output.say(f"registered system {created.spiffe_id}")
+    output.result(created, f"registered system {created.spiffe_id}")
 
 
 @client_command(app, "add-practitioner")
@@ -253,11 +229,8 @@ def add_practitioner(
                 ),
                 timeout=conn.timeout,
             )
-    if output.json:
-        output.emit(message_dict(created))
-    else:
-        status = _LICENCES.get(created.licence.status, "?")
-        output.say(f"registered practitioner {created.id} (licence {status})")
+    status = _LICENCES.get(created.licence.status, "?")
+    output.result(created, f"registered practitioner {created.id} (licence {status})")
 
 
 @client_command(app, "add-membership")
@@ -288,13 +261,11 @@ def add_membership(
             ),
             timeout=conn.timeout,
         )
-    if output.json:
-        output.emit(message_dict(created))
-    else:
-        output.say(
-            f"{created.practitioner_id} is a member of {created.organization_id} from "
-            f"{when(created.validity.start)} (membership {created.id})"
-        )
+    output.result(
+        created,
+        f"{created.practitioner_id} is a member of {created.organization_id} from "
+        f"{when(created.validity.start)} (membership {created.id})",
+    )
 
 
 @client_command(app, "end-membership")

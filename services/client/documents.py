@@ -320,17 +320,12 @@ def inbox(
     if patient is not None:
         system = os.environ.get("MEDRELAY_PATIENT_SYSTEM", "")
         request.patient.CopyFrom(inputs.patient(patient, system))
-    documents: list[xpb.Document] = []
     with via.session(
         "exchange", practitioner=practitioner, action="inbox", options=_DOCUMENT_FIELDS
     ) as conn:
-        while len(documents) < limit:
-            request.page_size = min(1000, limit - len(documents))
-            page = conn.exchange().ListInbox(request, timeout=conn.timeout)
-            documents.extend(page.documents)
-            if not page.next_page_token:
-                break
-            request.page_token = page.next_page_token
+        documents: list[xpb.Document] = conn.list_all(
+            conn.exchange().ListInbox, request, "documents", limit=limit
+        )
     if output.json:
         for document in documents:
             output.emit(message_dict(document))
@@ -485,10 +480,9 @@ def ack(
             xpb.AcknowledgeDocumentRequest(document_id=document_id, practitioner_id=practitioner),
             timeout=conn.timeout,
         )
-    if output.json:
-        output.emit(message_dict(document))
-    else:
-        output.say(f"{practitioner} acknowledged document {document.id}; the sender sees it read")
+    output.result(
+        document, f"{practitioner} acknowledged document {document.id}; the sender sees it read"
+    )
 
 
 def forward(
@@ -521,10 +515,7 @@ def forward(
             ),
             timeout=conn.timeout,
         )
-    if output.json:
-        output.emit(message_dict(document))
-    else:
-        output.say(f"forwarded document {document.id} to {', '.join(to)}")
+    output.result(document, f"forwarded document {document.id} to {', '.join(to)}")
 
 
 def recall(
@@ -555,13 +546,11 @@ def recall(
             ),
             timeout=conn.timeout,
         )
-    if output.json:
-        output.emit(message_dict(document))
-    else:
-        output.say(
-            f"recalled document {document.id} ({code.lower().replace('_', ' ')}): every "
-            "recipient's key is destroyed"
-        )
+    output.result(
+        document,
+        f"recalled document {document.id} ({code.lower().replace('_', ' ')}): every "
+        "recipient's key is destroyed",
+    )
 
 
 def status(

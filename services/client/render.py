@@ -87,6 +87,13 @@ class Output:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, sort_keys=True) + "\n")
         sys.stdout.flush()
 
+    def result(self, message: Message, line: str) -> None:
+        """A command's one result: the message as JSON with --json, else `line` for a person."""
+        if self.json:
+            self.emit(message_dict(message))
+        else:
+            self.say(line)
+
     def say(self, text: str) -> None:
         """A line for a person (not with --json); `text` is shown as is, never as markup."""
         if not self.json:
