@@ -34,10 +34,10 @@ from medrelay import tls
 from medrelay.consent.v1 import consent_service_pb2_grpc as consent_grpc
 from medrelay.exchange.v1 import exchange_service_pb2_grpc as exchange_grpc
 from medrelay.identity.v1 import identity_service_pb2_grpc as identity_grpc
-from medrelay.pki import CA_CERT_FILE, CertPaths
+from medrelay.pki import CertPaths, DevPki
 from medrelay.settings import DEFAULT_PORTS
 from medrelay.settings import address as checked_address
-from medrelay.spiffe import ID_PATTERN
+from medrelay.spiffe import SCHEME, PeerIdentity
 from medrelay.validation import MAX_PAGE_SIZE
 
 from .failures import Failure, Hints, usage
@@ -50,6 +50,9 @@ DEFAULT_TIMEOUT = 30.0
 #: link still finishes while a hung call still ends (2 GiB at this rate: about 35 minutes).
 SECONDS_PER_MIB = 1.0
 _MIB = 1024 * 1024
+#: Where a caller's files lie in a PKI folder does not depend on the trust domain (the
+#: client never needs to know it); any valid one serves to name the caller.
+_ANY_TRUST_DOMAIN = "medrelay.local"
 
 
 @dataclass(frozen=True)
@@ -62,27 +65,20 @@ class Credentials:
 
 
 def caller_paths(pki: Path, caller: str) -> CertPaths:
-    """The files of `caller` (`org/<org>/system/<name>`, `admin/<name>`) in a PKI folder.
+    """The files of `caller` (`org/<org>/system/<name>`, `admin/<name>`) in a PKI folder, where
+    medrelay.pki puts them: <pki>/org/<org>/system/<name>.pem and .key, <pki>/ca.pem.
 
-    The layout is medrelay.pki's (`relative_path`): <pki>/org/<org>/system/<name>.pem and .key,
-    <pki>/ca.pem. Each part must be a valid id, so `--as ../../etc/x` names nothing.
+    `caller` must be the path of an identity (spiffe's rules, each part a valid id), so
+    `--as ../../etc/x` names nothing.
     """
-    parts = caller.split("/")
-    shapes_ok = (len(parts) == 4 and parts[0] == "org" and parts[2] == "system") or (
-        len(parts) == 2 and parts[0] in ("admin", "service")
-    )
-    names = [parts[1], parts[3]] if len(parts) == 4 else parts[1:]
-    if not shapes_ok or not all(ID_PATTERN.fullmatch(name) for name in names):
+    try:
+        identity = PeerIdentity.parse(f"{SCHEME}{_ANY_TRUST_DOMAIN}/{caller}")
+    except ValueError:
         raise usage(
             f"--as {caller!r}: expected org/<organisation>/system/<name> or admin/<name>, "
             "e.g. org/hopital-a/system/ehr"
-        )
-    base = pki.joinpath(*parts)
-    return CertPaths(
-        cert=base.with_name(base.name + ".pem"),
-        key=base.with_name(base.name + ".key"),
-        ca=pki / CA_CERT_FILE,
-    )
+        ) from None
+    return DevPki(pki, _ANY_TRUST_DOMAIN).paths(identity)
 
 
 def credentials(

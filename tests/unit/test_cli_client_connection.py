@@ -1,10 +1,15 @@
-"""How a client command reads a list call's pages (services/client/connection.py), without a
-server."""
+"""Where a client command calls and as whom, and how it reads a list call's pages
+(services/client/connection.py), without a server."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from medrelay.identity.v1 import identity_service_pb2 as ipb
-from medrelay.services.client.connection import Connection, credentials
+from medrelay.services.client.connection import Connection, caller_paths, credentials
+from medrelay.services.client.failures import Failure
 
 
 class Pages:
@@ -44,3 +49,21 @@ def test_list_all_asks_for_no_more_than_the_limit() -> None:
     )
     assert len(found) == 1200
     assert [size for size, _, _ in pages.asked] == [1000, 200]
+
+
+def test_a_caller_names_its_files_in_the_pki_folder() -> None:
+    paths = caller_paths(Path("pki"), "org/hopital-a/system/ehr")
+    assert (paths.cert, paths.key, paths.ca) == (
+        Path("pki/org/hopital-a/system/ehr.pem"),
+        Path("pki/org/hopital-a/system/ehr.key"),
+        Path("pki/ca.pem"),
+    )
+    assert caller_paths(Path("pki"), "admin/ops").cert == Path("pki/admin/ops.pem")
+
+
+@pytest.mark.parametrize(
+    "caller", ["../../etc/x", "org/hopital-a/system/../ehr", "org/A/system/ehr", "admin", ""]
+)
+def test_a_caller_that_is_not_an_identity_names_no_file(caller: str) -> None:
+    with pytest.raises(Failure, match="expected org/<organisation>/system/<name> or admin/<name>"):
+        caller_paths(Path("pki"), caller)
