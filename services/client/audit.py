@@ -8,7 +8,6 @@ earlier report, newest first. Asking is itself recorded and shows in the next re
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -93,7 +92,7 @@ def report(
     (anyone else sees an empty report); the request itself is recorded.
     Example: medrelay audit report --as org/hopital-a/system/ehr -p dr-a --patient 'SYSTEM|VALUE'
     """
-    identifier = inputs.patient(patient, os.environ.get("MEDRELAY_PATIENT_SYSTEM", ""))
+    identifier = inputs.patient(patient)
     with via.session(
         "exchange", practitioner=practitioner, action="report", options=_FIELDS
     ) as conn:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -134,11 +133,6 @@ def _provision_words(provision: dict[str, Any], nested: bool = False) -> str:
     return "; ".join([line, *inner])
 
 
-def _patient(text: str) -> tuple[str, str]:
-    identifier = inputs.patient(text, os.environ.get("MEDRELAY_PATIENT_SYSTEM", ""))
-    return identifier.system, identifier.value
-
-
 def _record_line(record: cpb.ConsentRecord) -> str:
     says = summary(record.fhir_json)
     return f"consent {record.id} version {record.version} ({record.status}): {says}"
@@ -209,11 +203,11 @@ def record(
     else:
         if patient is None:
             raise usage("--patient is needed (or give a FHIR Consent with --file)")
-        system, value = _patient(patient)
+        identifier = inputs.patient(patient)
         text = json.dumps(
             build(
-                system,
-                value,
+                identifier.system,
+                identifier.value,
                 allow=[inputs.consent_actor(a) for a in allow or []],
                 purposes=[inputs.code(p, "--purpose") for p in purpose or ["TREAT"]],
                 except_classes=[inputs.code(c, "--except-class") for c in except_class or []],
@@ -264,7 +258,7 @@ def show(
 
     Example: medrelay consent show --as org/hopital-a/system/ehr --patient 'SYSTEM|VALUE'
     """
-    identifier = inputs.patient(patient, os.environ.get("MEDRELAY_PATIENT_SYSTEM", ""))
+    identifier = inputs.patient(patient)
     with via.session("consent", action="consent", needs=_NEEDS, options=_FIELDS) as conn:
         versions: list[cpb.ConsentRecord] = conn.list_all(
             conn.consent().ListConsentHistory,

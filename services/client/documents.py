@@ -235,7 +235,7 @@ def send(
     files = _files(paths)
     template = Outgoing(
         practitioner=practitioner,
-        patient=inputs.patient(patient, os.environ.get("MEDRELAY_PATIENT_SYSTEM", "")),
+        patient=inputs.patient(patient),
         recipients=[inputs.recipient(text) for text in to],
         type=inputs.document_type(type_),
         note=note,
@@ -318,8 +318,7 @@ def inbox(
     if until is not None:
         request.sent_before.FromDatetime(inputs.moment(until, "--until"))
     if patient is not None:
-        system = os.environ.get("MEDRELAY_PATIENT_SYSTEM", "")
-        request.patient.CopyFrom(inputs.patient(patient, system))
+        request.patient.CopyFrom(inputs.patient(patient))
     with via.session(
         "exchange", practitioner=practitioner, action="inbox", options=_DOCUMENT_FIELDS
     ) as conn:

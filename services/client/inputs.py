@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import datetime
 import mimetypes
+import os
 import re
 from pathlib import Path
 
+from medrelay import validation
 from medrelay.common.v1 import types_pb2
+from medrelay.errors import MedrelayError
 from medrelay.spiffe import ID_PATTERN
 
 from .failures import usage
 
 LOINC = "http://loinc.org"
+#: The identifier system of a --patient given as a value alone.
+PATIENT_SYSTEM = "MEDRELAY_PATIENT_SYSTEM"
 #: Document types a person can name by a word; anything else is given as SYSTEM|CODE.
 DOCUMENT_TYPES: dict[str, tuple[str, str]] = {
     "imaging": ("18748-4", "Diagnostic imaging study"),
@@ -35,22 +40,28 @@ _RECALL_REASONS = ("WRONG_PATIENT", "WRONG_RECIPIENT", "ENTERED_IN_ERROR", "SUPE
 _RECIPIENT_HELP = "expected dr-b, dr-b@<organisation>, org:<organisation> or team:<care team>"
 
 
-def patient(text: str, default_system: str = "") -> types_pb2.PatientIdentifier:
-    """`SYSTEM|VALUE` (a FHIR token), or a bare value in `default_system`.
+def patient(text: str, default_system: str | None = None) -> types_pb2.PatientIdentifier:
+    """`SYSTEM|VALUE` (a FHIR token), or a bare value in `default_system` (by default
+    MEDRELAY_PATIENT_SYSTEM), checked as every service checks it (validation.patient_identifier).
 
     The value is never quoted back: it is the patient's identifier.
     """
     system, bar, value = text.partition("|")
     if not bar:
-        system, value = default_system, text
+        system = os.environ.get(PATIENT_SYSTEM, "") if default_system is None else default_system
+        value = text
         if not system:
             raise usage(
                 "--patient: give it as SYSTEM|VALUE, e.g. urn:oid:1.2.250.1.213.1.4.8|<NIR> "
-                "(or set MEDRELAY_PATIENT_SYSTEM and give the value alone)"
+                f"(or set {PATIENT_SYSTEM} and give the value alone)"
             )
-    system, value = system.strip(), value.strip()
-    if not system or not value:
-        raise usage("--patient: both the identifier's system and its value are needed")
+    try:
+        system, value = validation.patient_identifier(system.strip(), value.strip(), "patient")
+    except MedrelayError as refused:
+        # "patient.system" / "patient.value" and a problem that never quotes the value.
+        part = refused.metadata.get("field", "").rpartition(".")[2] or "identifier"
+        problem = refused.metadata.get("problem", "is not valid")
+        raise usage(f"--patient: its {part} {problem}") from None
     return types_pb2.PatientIdentifier(system=system, value=value)
 
 

@@ -12,18 +12,36 @@ from medrelay.services.client import inputs
 from medrelay.services.client.failures import Failure
 
 
-def test_a_patient_is_a_fhir_token_or_a_value_in_the_default_system() -> None:
+def test_a_patient_is_a_fhir_token_or_a_value_in_the_default_system(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert inputs.patient("urn:oid:1.2.250.1.213.1.4.8|1850712345678") == (
         types_pb2.PatientIdentifier(system="urn:oid:1.2.250.1.213.1.4.8", value="1850712345678")
     )
     assert inputs.patient("1850712345678", "urn:x").system == "urn:x"
+    monkeypatch.setenv("MEDRELAY_PATIENT_SYSTEM", "urn:oid:1.2.250.1.213.1.4.8")
+    assert inputs.patient(" 1850712345678 ").system == "urn:oid:1.2.250.1.213.1.4.8"
 
 
-@pytest.mark.parametrize("typed", ["1850712345678", "urn:x|", "|1850712345678"])
-def test_a_refused_patient_is_never_quoted_back(typed: str) -> None:
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("1850712345678", "give it as SYSTEM|VALUE"),
+        ("urn:x|", "its value is required"),
+        ("|1850712345678", "its system is required"),
+        ("not a uri|1850712345678", "its system must be an absolute URI"),
+        ("urn:x|1850712345678\u200b", "its value contains invisible format characters"),
+        ("urn:x|1850712345678" + "9" * 200, "its value is longer than 128 characters"),
+    ],
+)
+def test_a_refused_patient_is_never_quoted_back(
+    monkeypatch: pytest.MonkeyPatch, typed: str, said: str
+) -> None:
+    monkeypatch.delenv("MEDRELAY_PATIENT_SYSTEM", raising=False)
     with pytest.raises(Failure) as caught:
         inputs.patient(typed)
-    assert caught.value.exit_code == 2 and "--patient" in caught.value.message
+    assert caught.value.exit_code == 2 and caught.value.message.startswith("--patient: ")
+    assert said in caught.value.message
     assert "1850712345678" not in caught.value.message
 
 
