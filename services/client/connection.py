@@ -40,7 +40,7 @@ from medrelay.settings import address as checked_address
 from medrelay.spiffe import SCHEME, PeerIdentity
 from medrelay.validation import MAX_PAGE_SIZE
 
-from .failures import Failure, Hints, usage
+from .failures import Hints, usage
 
 #: Where `medrelay dev` and `medrelay pki init` put the PKI.
 DEFAULT_PKI = Path(".medrelay/pki")
@@ -230,7 +230,7 @@ def connect(
     the channel itself opens on first use.
     """
     if not timeout > 0:
-        raise Failure("--timeout must be positive", 2)
+        raise usage("--timeout must be positive")
     return Connection(
         service=service,
         address=service_address(service, address),

@@ -74,6 +74,14 @@ ToOption = Annotated[
         show_default=False,
     ),
 ]
+ProgressOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="show a progress bar (default: when stderr is a terminal)",
+        show_default=False,
+    ),
+]
 DocumentId = Annotated[str, typer.Argument(help="the document's id", show_default=False)]
 
 
@@ -215,14 +223,7 @@ def send(
             show_default=False,
         ),
     ] = None,
-    progress: Annotated[
-        bool | None,
-        typer.Option(
-            "--progress/--no-progress",
-            help="show a progress bar (default: when stderr is a terminal)",
-            show_default=False,
-        ),
-    ] = None,
+    progress: ProgressOption = None,
     *,
     output: Output,
     via: Via,
@@ -374,14 +375,7 @@ def fetch(
     justification: Annotated[
         str, typer.Option(help="why an emergency access is needed (break-the-glass)")
     ] = "",
-    progress: Annotated[
-        bool | None,
-        typer.Option(
-            "--progress/--no-progress",
-            help="show a progress bar (default: when stderr is a terminal)",
-            show_default=False,
-        ),
-    ] = None,
+    progress: ProgressOption = None,
     *,
     output: Output,
     via: Via,
