@@ -230,6 +230,22 @@ def sent(cli: Cli, patient: str, consent_id: str) -> Sent:
     return Sent(match.group(1), content, ran)
 
 
+@dataclass
+class Opened:
+    """The scan dr-b fetched through a terminal, into a folder of its own."""
+
+    document_id: str
+    target: Path
+    ran: Ran
+
+
+@pytest.fixture(scope="module")
+def opened(cli: Cli, sent: Sent, tmp_path_factory: pytest.TempPathFactory) -> Opened:
+    target = tmp_path_factory.mktemp("opened") / "scan.dcm"
+    ran = cli.terminal("fetch", sent.document_id, *B, "--output", str(target))
+    return Opened(sent.document_id, target, ran)
+
+
 # -- what a person sees ------------------------------------------------------------------------
 
 
@@ -257,15 +273,14 @@ def test_the_recipient_sees_the_scan_in_the_inbox_table(cli: Cli, sent: Sent) ->
 
 
 def test_a_fetch_saves_the_exact_bytes_after_verifying_hash_and_signature(
-    cli: Cli, sent: Sent, tmp_path: Path
+    sent: Sent, opened: Opened
 ) -> None:
-    target = tmp_path / "scan.dcm"
-    ran = cli.terminal("fetch", sent.document_id, *B, "--output", str(target))
+    ran, target = opened.ran, opened.target
     no_traceback(ran)
     assert ran.status == 0, ran.output
     assert target.read_bytes() == sent.content
     assert target.stat().st_mode & 0o077 == 0  # a patient's document: the owner's only
-    assert [p.name for p in tmp_path.iterdir()] == ["scan.dcm"]  # no temporary file left
+    assert [p.name for p in target.parent.iterdir()] == ["scan.dcm"]  # no temporary file left
     assert re.search(r"document [0-9a-f]{8} ━+ 6\.0/6\.0 MiB", ran.output), ran.output
     assert "the content matches the SHA-256 recorded at sending" in ran.output
     assert "the signature of org-a is valid" in ran.output
@@ -415,8 +430,11 @@ def test_json_for_scripts_send_a_folder_ack_forward_recall(
     assert not (tmp_path / "gone.png").exists()
 
 
-def test_the_access_report_reads_like_a_sentence(cli: Cli, patient: str, sent: Sent) -> None:
-    # dr-c was refused by consent when named as a recipient; dr-b opened the scan.
+def test_the_access_report_reads_like_a_sentence(cli: Cli, patient: str, opened: Opened) -> None:
+    # dr-b opened the scan, then tried to forward it to dr-c, whom the patient's consent leaves
+    # out. (A send refused at its header is not in the patient's report.)
+    forward = cli.terminal("forward", opened.document_id, *B, "--to", "dr-c")
+    assert forward.status == 1, forward.output
     ran = cli.terminal("audit", "report", *A, "--patient", patient)
     no_traceback(ran)
     assert ran.status == 0, ran.output
