@@ -138,7 +138,6 @@ def _progress(output: Output) -> Progress:
         _Rate(),
         TimeRemainingColumn(),
         console=output.err,
-        disable=not output.interactive,
         redirect_stdout=False,
         redirect_stderr=False,
     )
