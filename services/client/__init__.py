@@ -3,6 +3,8 @@ administrator.
 
 `send`, `inbox`, `fetch`, `ack`, `forward`, `recall`, `status` (documents.py), `consent
 record|revoke|show` (consent.py), `audit report` (audit.py), `directory ...` (directory.py).
+Each is registered by options.client_command, which adds the options every command shares
+(--json, the connection) and runs it inside render.boundary.
 connection.py knows where the services are and which certificate to present; failures.py
 turns a refusal into one line that says what to do; render.py prints tables, progress and
 JSON; transfer.py streams files in and out without printing anything, for reuse.
