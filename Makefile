@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # so it lives in a venv of its own.
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cat deploy/checkov-requirements.txt | cksum | cut -d' ' -f1)
+CHROMIUM      ?= /usr/bin/chromium
 
-.PHONY: run test proto lint bench install chart clean
+.PHONY: run test proto lint bench install chart clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,9 +34,23 @@ run: $(STAMP)
 	$(VENV)/bin/medrelay dev
 
 ## make test: the whole suite (unit, integration on real PostgreSQL and mTLS, e2e processes,
-## and the Helm chart's checks in tests/deploy).
-test: $(STAMP) $(CHECKOV_STAMP)
+## and the Helm chart's checks in tests/deploy). What it needs is installed side by side: on a
+## fresh machine the two venvs and the browser take minutes each, mostly waiting on the network.
+test:
+	@$(MAKE) --no-print-directory -j3 $(STAMP) $(CHECKOV_STAMP) browser
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## Debian's chromium, for the bench report's screenshot test (tests/bench). A failure here is
+## not fatal: that test tries again and fails saying why.
+browser:
+	@test -x $(CHROMIUM) || { \
+	  mkdir -p .medrelay; \
+	  echo "installing Debian's chromium with apt-get (log: .medrelay/chromium-install.log)"; \
+	  { export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y --no-install-recommends chromium || \
+	    { apt-get update && apt-get install -y --no-install-recommends chromium; }; \
+	  } > .medrelay/chromium-install.log 2>&1 || \
+	  echo "chromium: apt-get failed (.medrelay/chromium-install.log); tests/bench will say why"; }
 
 ## make proto: regenerate the committed stubs under libs/medrelay/<service>/v1/.
 proto: $(STAMP)
