@@ -61,19 +61,28 @@ except ImportError:  # pragma: no cover - asyncpg is a dependency
 def is_dependency_outage(exc: BaseException) -> bool:
     """Whether `exc` means the database is unreachable rather than a bug.
 
-    An InterfaceError counts only when raised while handling a connection failure, e.g.
-    "connection is closed" from a transaction's exit after the connection died in its body.
+    An InterfaceError counts when it says the connection is closed, or when raised while
+    handling a connection failure. Code holding a connection from the pool never closes it,
+    so "connection is closed" means the server dropped it, noticed between two statements
+    (PostgreSQL shut down under load gives it with nothing before it); using a connection after
+    releasing it says "released back to the pool" instead, and stays a bug.
     """
     current: BaseException | None = exc
     for _ in range(8):  # a chain is short; a cycle must not hang an error path
         if current is None:
             return False
-        if isinstance(current, _CONNECTION_ERRORS):
+        if isinstance(current, _CONNECTION_ERRORS) or _says_connection_closed(current):
             return True
         if not isinstance(current, _WRAPPING_ERRORS):
             return False
         current = current.__cause__ or current.__context__
     return False
+
+
+def _says_connection_closed(exc: BaseException) -> bool:
+    # asyncpg's wording for a closed connection, from Connection and from a transaction's or
+    # cursor's exit; only the type and this fixed text are read, never logged.
+    return isinstance(exc, _WRAPPING_ERRORS) and str(exc).endswith("connection is closed")
 
 
 def _rpc_name(full_method: str) -> str:

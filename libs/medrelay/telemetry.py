@@ -95,7 +95,23 @@ def fault_fields(exc: BaseException) -> dict[str, str]:
     """How to log an unexpected exception: its type and the traceback's frames, never its
     text, since a driver's or a parser's message can quote the value it choked on, and that
     value may be a patient's."""
+    chain = _chain(exc)
     return {
         "error_type": type(exc).__name__,
-        "traceback": "".join(traceback.format_tb(exc.__traceback__)),
+        "error_chain": " <- ".join(type(e).__name__ for e in chain),
+        "traceback": "\n".join(
+            f"{type(e).__name__}:\n" + "".join(traceback.format_tb(e.__traceback__))
+            for e in reversed(chain)
+        ),
     }
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it was raised from or while handling, newest first: an error on the way
+    out of a block (a rollback on a dead connection) hides the one that ended the block."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 8:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain

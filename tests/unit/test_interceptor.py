@@ -56,6 +56,15 @@ OUTAGES = [
         asyncpg.exceptions.InterfaceError("connection is closed"),
         asyncpg.exceptions.ConnectionDoesNotExistError("closed"),
     ),
+    # A connection the server dropped between two statements, alone and under a
+    # transaction's exit: what a PostgreSQL restart under sends gave (CI, issue 9).
+    asyncpg.exceptions.InterfaceError("connection is closed"),
+    raised_while_handling(
+        asyncpg.exceptions.InterfaceError(
+            "cannot call Transaction.__aexit__(): the underlying connection is closed"
+        ),
+        asyncpg.exceptions.InterfaceError("connection is closed"),
+    ),
     # What a PostgreSQL shut down under load gives, alone or under a transaction's exit.
     asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation (2)"),
     raised_while_handling(
@@ -66,7 +75,9 @@ OUTAGES = [
 BUGS = [
     asyncpg.exceptions.DataError(f"invalid input for query argument $1: {MARKER!r}"),
     asyncpg.exceptions.InterfaceError("cannot use Connection.transaction() twice"),
-    asyncpg.exceptions.InterfaceError("connection is closed"),
+    asyncpg.exceptions.InterfaceError(
+        "cannot call Connection.fetch(): connection has been released back to the pool"
+    ),
     raised_while_handling(asyncpg.exceptions.InterfaceError("x"), ValueError(MARKER)),
     raised_while_handling(RuntimeError(MARKER), OSError("disk")),
     asyncpg.exceptions.UniqueViolationError(f"Key (id)=({MARKER}) already exists"),
@@ -110,8 +121,11 @@ async def test_a_misused_driver_is_internal_with_frames_and_a_correlation_id(
         raise asyncpg.exceptions.DataError(f"invalid input for query argument $1: {MARKER!r}")
 
     try:
-        encode()
-    except asyncpg.exceptions.DataError as exc:
+        try:
+            encode()
+        finally:
+            raise asyncpg.exceptions.InterfaceError(f"rollback failed near {MARKER!r}")
+    except asyncpg.exceptions.InterfaceError as exc:
         error = exc
     with caplog.at_level(logging.INFO, logger="medrelay.rpc"):
         context = await fail(error)
@@ -121,6 +135,8 @@ async def test_a_misused_driver_is_internal_with_frames_and_a_correlation_id(
     correlation_id = info.metadata["correlation_id"]
     assert correlation_id in context.details and MARKER not in context.details
     [record] = [r for r in caplog.records if getattr(r, "correlation_id", "") == correlation_id]
-    assert record.error_type == "DataError"  # type: ignore[attr-defined]
+    assert record.error_type == "InterfaceError"  # type: ignore[attr-defined]
+    # The chain names what the block ended with, under what its exit raised; types only.
+    assert record.error_chain == "InterfaceError <- DataError"  # type: ignore[attr-defined]
     assert "encode" in record.traceback  # type: ignore[attr-defined]
     assert all(MARKER not in str(vars(r)) for r in caplog.records)
