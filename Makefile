@@ -7,9 +7,12 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # so it lives in a venv of its own.
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cat deploy/checkov-requirements.txt | cksum | cut -d' ' -f1)
+# Debian packages: chromium renders the bench report (tests/bench); tesseract reads burned-in
+# text for de-identification (libs/medrelay/deid), in tests, `make run` and `make bench`.
 CHROMIUM      ?= /usr/bin/chromium
+TESSERACT     ?= /usr/bin/tesseract
 
-.PHONY: run test proto lint bench install chart clean browser
+.PHONY: run test proto lint bench install chart clean os-packages
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,26 +34,29 @@ install: $(STAMP)
 
 ## make run: the whole local stack (embedded PostgreSQL, dev PKI, every service over mutual TLS).
 run: $(STAMP)
+	@$(MAKE) --no-print-directory os-packages
 	$(VENV)/bin/medrelay dev
 
 ## make test: the whole suite (unit, integration on real PostgreSQL and mTLS, e2e processes,
 ## and the Helm chart's checks in tests/deploy). What it needs is installed side by side: on a
-## fresh machine the two venvs and the browser take minutes each, mostly waiting on the network.
+## fresh machine the two venvs and the Debian packages take minutes each, mostly waiting on the network.
 test:
-	@$(MAKE) --no-print-directory -j3 $(STAMP) $(CHECKOV_STAMP) browser
+	@$(MAKE) --no-print-directory -j3 $(STAMP) $(CHECKOV_STAMP) os-packages
 	$(PY) -m pytest -q -p no:cacheprovider
 
-## Debian's chromium, for the bench report's screenshot test (tests/bench). A failure here is
-## not fatal: that test tries again and fails saying why.
-browser:
-	@test -x $(CHROMIUM) || { \
+## Debian's chromium and tesseract, in one apt-get when either is missing. A failure here is
+## not fatal: the tests that need them try again and fail saying why (tests/debian_packages.py).
+OS_PACKAGES := $(if $(wildcard $(CHROMIUM)),,chromium) \
+               $(if $(wildcard $(TESSERACT)),,tesseract-ocr tesseract-ocr-eng)
+os-packages:
+	@test -z "$(strip $(OS_PACKAGES))" || { \
 	  mkdir -p .medrelay; \
-	  echo "installing Debian's chromium with apt-get (log: .medrelay/chromium-install.log)"; \
+	  echo "installing Debian's $(strip $(OS_PACKAGES)) with apt-get (log: .medrelay/apt-install.log)"; \
 	  { export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y --no-install-recommends chromium || \
-	    { apt-get update && apt-get install -y --no-install-recommends chromium; }; \
-	  } > .medrelay/chromium-install.log 2>&1 || \
-	  echo "chromium: apt-get failed (.medrelay/chromium-install.log); tests/bench will say why"; }
+	    apt-get install -y --no-install-recommends $(OS_PACKAGES) || \
+	    { apt-get update && apt-get install -y --no-install-recommends $(OS_PACKAGES); }; \
+	  } > .medrelay/apt-install.log 2>&1 || \
+	  echo "apt-get failed (.medrelay/apt-install.log); the tests that need these will say why"; }
 
 ## make proto: regenerate the committed stubs under libs/medrelay/<service>/v1/.
 proto: $(STAMP)
@@ -70,6 +76,7 @@ lint: $(STAMP)
 ## run as one JSON document and an HTML report with plots in bench/results/ (about 8 minutes
 ## on 2 cores). `$(PY) -m bench.report bench/results/<run>.json` rebuilds a report alone.
 bench: $(STAMP)
+	@$(MAKE) --no-print-directory os-packages
 	$(PY) -m bench
 
 clean:

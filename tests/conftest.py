@@ -49,3 +49,18 @@ async def fresh_schema(database_dsn: str) -> AsyncIterator[str]:
         await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
     finally:
         await conn.close()
+
+
+TESSERACT = Path("/usr/bin/tesseract")
+
+
+@pytest.fixture(scope="session")
+def tesseract() -> Path:
+    """Debian's Tesseract, which de-identification needs to find burned-in text; installed
+    first if this machine lacks it (`make test` installs it too), failing the test if it
+    cannot be."""
+    from tests.debian_packages import ensure_installed
+
+    return ensure_installed(
+        TESSERACT, ("tesseract-ocr", "tesseract-ocr-eng"), "de-identification's OCR"
+    )

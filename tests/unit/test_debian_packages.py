@@ -1,6 +1,7 @@
-"""The chromium fixture's install step (conftest.py), with apt-get replaced: a machine that
-cannot install the browser fails the rendering test rather than skipping it, and an apt-get
-that another one is running beside waits for it, within the install's time."""
+"""The install step for Debian packages tests need (tests/debian_packages.py), with apt-get
+replaced: a machine that cannot install chromium or tesseract fails the tests that need them
+rather than skipping them, and an apt-get that another one is running beside waits for it,
+within the install's time."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench import conftest
+from tests import debian_packages as conftest
 
 INSTALL = ("install", "-y", "--no-install-recommends", "chromium")
 LISTS_LOCKED = (
@@ -25,7 +26,7 @@ def test_an_install_that_fails_after_an_update_fails_the_test(
 ) -> None:
     calls: list[tuple[str, ...]] = []
 
-    def apt(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    def apt(*args: str, timeout: float, packages: str) -> subprocess.CompletedProcess[str]:
         calls.append(args)
         failed = args[0] == "install"
         return subprocess.CompletedProcess(
@@ -33,9 +34,9 @@ def test_an_install_that_fails_after_an_update_fails_the_test(
         )
 
     monkeypatch.setattr(conftest, "_apt", apt)
-    monkeypatch.setattr(conftest, "CHROMIUM", tmp_path / "chromium")
+    program = tmp_path / "chromium"
     with pytest.raises(pytest.fail.Exception, match="Unable to locate package chromium"):
-        conftest.install_chromium()
+        conftest.ensure_installed(program, ("chromium",), "the test")
     assert calls == [INSTALL, ("update",), INSTALL]
 
 
@@ -45,7 +46,7 @@ def test_a_stale_package_list_is_updated_once(
     browser = tmp_path / "chromium"
     calls: list[tuple[str, ...]] = []
 
-    def apt(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    def apt(*args: str, timeout: float, packages: str) -> subprocess.CompletedProcess[str]:
         calls.append(args)
         if args == INSTALL and ("update",) in calls:
             browser.touch()
@@ -55,8 +56,8 @@ def test_a_stale_package_list_is_updated_once(
         )
 
     monkeypatch.setattr(conftest, "_apt", apt)
-    monkeypatch.setattr(conftest, "CHROMIUM", browser)
-    conftest.install_chromium()
+    program = browser
+    conftest.ensure_installed(program, ("chromium",), "the test")
     assert calls == [INSTALL, ("update",), INSTALL]
 
 
@@ -68,7 +69,7 @@ def test_an_update_waits_for_another_apt_get_holding_the_lists_lock(
     browser = tmp_path / "chromium"
     calls: list[tuple[str, ...]] = []
 
-    def apt(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    def apt(*args: str, timeout: float, packages: str) -> subprocess.CompletedProcess[str]:
         calls.append(args)
         updates = calls.count(("update",))
         if args == ("update",) and updates < 3:  # the other apt-get's update is running
@@ -79,26 +80,26 @@ def test_an_update_waits_for_another_apt_get_holding_the_lists_lock(
         return subprocess.CompletedProcess(["apt-get", *args], 100 if fails else 0, "", "")
 
     monkeypatch.setattr(conftest, "_apt", apt)
-    monkeypatch.setattr(conftest, "CHROMIUM", browser)
+    program = browser
     monkeypatch.setattr(conftest, "LOCK_POLL_S", 0.01)
-    conftest.install_chromium()
+    conftest.ensure_installed(program, ("chromium",), "the test")
     assert calls == [INSTALL, ("update",), ("update",), ("update",), INSTALL]
 
 
 def test_a_lock_never_released_fails_the_test_within_the_budget(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    def apt(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    def apt(*args: str, timeout: float, packages: str) -> subprocess.CompletedProcess[str]:
         assert 0 < timeout <= 1.0
         return subprocess.CompletedProcess(["apt-get", *args], 100, "", LISTS_LOCKED)
 
     monkeypatch.setattr(conftest, "_apt", apt)
-    monkeypatch.setattr(conftest, "CHROMIUM", tmp_path / "chromium")
+    program = tmp_path / "chromium"
     monkeypatch.setattr(conftest, "INSTALL_BUDGET_S", 0.5)
     monkeypatch.setattr(conftest, "LOCK_POLL_S", 0.05)
     began = time.monotonic()
     with pytest.raises(pytest.fail.Exception, match="held by process 4242"):
-        conftest.install_chromium()
+        conftest.ensure_installed(program, ("chromium",), "the test")
     assert time.monotonic() - began < 2
 
 
@@ -116,10 +117,10 @@ def test_apt_get_runs_non_interactive_with_a_lock_wait_and_is_killed_at_its_time
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(conftest.os, "geteuid", lambda: 0)
 
-    assert conftest._apt("update", timeout=30).returncode == 0
+    assert conftest._apt("update", timeout=30, packages="chromium").returncode == 0
     assert seen.read_text() == "noninteractive -o DPkg::Lock::Timeout=30 update\n"
 
     began = time.monotonic()
     with pytest.raises(pytest.fail.Exception, match="did not finish within 1 s"):
-        conftest._apt("hang", timeout=1)
+        conftest._apt("hang", timeout=1, packages="chromium")
     assert time.monotonic() - began < 10
