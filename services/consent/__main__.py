@@ -32,6 +32,7 @@ async def build(settings: ServiceSettings, pool: asyncpg.Pool) -> ServiceDefinit
         KeysBlindIndex(keys_channel, cache_entries=BLIND_INDEX_CACHE),
         IdentityCareTeams(identity_channel),
         default_policy=consent_settings.default_policy,
+        deidentified_policy=consent_settings.deidentified_policy,
     )
 
     async def close_channels() -> None:

@@ -105,6 +105,16 @@ class DefaultPolicy(enum.Enum):
     OPT_OUT = "opt-out"
 
 
+class DeidentifiedPolicy(enum.Enum):
+    """What decides a de-identified copy when no consent speaks (per deployment)."""
+
+    #: Any practitioner or organisation may receive it: the reason de-identification exists
+    #: (a second opinion from outside the care team, a teaching file).
+    PERMIT = "permit"
+    #: Decided as the identified original would be, by the default policy.
+    AS_IDENTIFIED = "as-identified"
+
+
 @dataclass(frozen=True)
 class Question:
     """What a Check asks, with the facts about the actor already gathered."""
@@ -121,6 +131,8 @@ class Question:
     at: datetime
     #: Non-empty with purpose ETREAT (break-the-glass).
     justification: str = ""
+    #: The data is a de-identified copy (see DeidentifiedPolicy).
+    deidentified: bool = False
 
     @property
     def organization_wide(self) -> bool:
@@ -142,7 +154,7 @@ class Decision:
     permit: bool
     #: A stable code: CONSENT_PERMITS, PROVISION_DENIES, DEFAULT_POLICY_OPT_IN,
     #: DEFAULT_POLICY_OPT_OUT, DEFAULT_POLICY_CARE_TEAM_PERMITS, DEFAULT_POLICY_CARE_TEAM_DENIES,
-    #: EMERGENCY_ACCESS_GRANTED, EMERGENCY_ACCESS_REFUSED.
+    #: DEFAULT_POLICY_DEIDENTIFIED_PERMITS, EMERGENCY_ACCESS_GRANTED, EMERGENCY_ACCESS_REFUSED.
     reason: str
     #: The consents (``id/version``) whose provisions decided; empty for a default policy.
     decided_by: tuple[str, ...] = ()

@@ -62,6 +62,7 @@ from .model import (
     ConsentStatus,
     Decision,
     DefaultPolicy,
+    DeidentifiedPolicy,
     Obligation,
     Provision,
     ProvisionType,
@@ -81,6 +82,7 @@ DEFAULT_POLICY_OPT_IN: Final = "DEFAULT_POLICY_OPT_IN"
 DEFAULT_POLICY_OPT_OUT: Final = "DEFAULT_POLICY_OPT_OUT"
 DEFAULT_POLICY_CARE_TEAM_PERMITS: Final = "DEFAULT_POLICY_CARE_TEAM_PERMITS"
 DEFAULT_POLICY_CARE_TEAM_DENIES: Final = "DEFAULT_POLICY_CARE_TEAM_DENIES"
+DEFAULT_POLICY_DEIDENTIFIED_PERMITS: Final = "DEFAULT_POLICY_DEIDENTIFIED_PERMITS"
 EMERGENCY_ACCESS_GRANTED: Final = "EMERGENCY_ACCESS_GRANTED"
 EMERGENCY_ACCESS_REFUSED: Final = "EMERGENCY_ACCESS_REFUSED"
 
@@ -88,10 +90,19 @@ EMERGENCY_OBLIGATIONS: Final = (Obligation.AUDIT_AS_EMERGENCY_ACCESS, Obligation
 
 
 def decide(
-    consents: Sequence[Consent], question: Question, default_policy: DefaultPolicy
+    consents: Sequence[Consent],
+    question: Question,
+    default_policy: DefaultPolicy,
+    deidentified_policy: DeidentifiedPolicy = DeidentifiedPolicy.AS_IDENTIFIED,
 ) -> Decision:
-    """PERMIT or DENY `question` given the latest version of each of the patient's consents."""
+    """PERMIT or DENY `question` given the latest version of each of the patient's consents.
+
+    A de-identified copy under DeidentifiedPolicy.PERMIT replaces the default policy, never a
+    consent: where a provision denies, the copy is denied as the original would be.
+    """
     active = [c for c in consents if c.status is ConsentStatus.ACTIVE]
+    if question.deidentified and deidentified_policy is DeidentifiedPolicy.PERMIT:
+        return _decide_normally(active, question, None)
     normal = _decide_normally(active, question, default_policy)
     if normal.permit or not is_break_the_glass(question):
         return normal
@@ -114,7 +125,7 @@ def _classes(question: Question) -> list[DataClass]:
 
 
 def _decide_normally(
-    active: Sequence[Consent], question: Question, default_policy: DefaultPolicy
+    active: Sequence[Consent], question: Question, default_policy: DefaultPolicy | None
 ) -> Decision:
     """Rules 2 to 5: decide each class, then combine (any denial wins).
 
@@ -135,7 +146,10 @@ def _decide_normally(
 
 
 def _decide_class(
-    active: Sequence[Consent], question: Question, data_class: DataClass, policy: DefaultPolicy
+    active: Sequence[Consent],
+    question: Question,
+    data_class: DataClass,
+    policy: DefaultPolicy | None,
 ) -> Decision:
     """Rule 5 for one class: a denying consent, else a permitting one, else the default."""
     said = [(c.reference, _consent_says(c.provision, question, data_class)) for c in active]
@@ -148,8 +162,11 @@ def _decide_class(
     return _default(policy, question)
 
 
-def _default(policy: DefaultPolicy, question: Question) -> Decision:
-    """What the deployment decides when no consent says anything about this class."""
+def _default(policy: DefaultPolicy | None, question: Question) -> Decision:
+    """What the deployment decides when no consent says anything about this class (None: a
+    de-identified copy the deployment lets go anywhere)."""
+    if policy is None:
+        return Decision(permit=True, reason=DEFAULT_POLICY_DEIDENTIFIED_PERMITS)
     if policy is DefaultPolicy.OPT_OUT:
         return Decision(permit=True, reason=DEFAULT_POLICY_OPT_OUT)
     if policy is DefaultPolicy.CARE_TEAM:

@@ -53,7 +53,15 @@ from . import page_tokens, provision_codec, rules
 from .access import ACCESS, RELAY
 from .directory import CareTeams
 from .fhir_consent import parse_consent
-from .model import ActorKind, Consent, ConsentStatus, DefaultPolicy, Provision, Question
+from .model import (
+    ActorKind,
+    Consent,
+    ConsentStatus,
+    DefaultPolicy,
+    DeidentifiedPolicy,
+    Provision,
+    Question,
+)
 from .store import ConsentStore, StoredConsent, StoredEmergencyAccess
 from .stored_resource import stored_resource
 from .vocabulary import DATA_CLASS_CODES, PURPOSE_OF_USE_CODES
@@ -84,12 +92,14 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
         care_teams: CareTeams,
         *,
         default_policy: DefaultPolicy,
+        deidentified_policy: DeidentifiedPolicy = DeidentifiedPolicy.AS_IDENTIFIED,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._indexer = indexer
         self._care_teams = care_teams
         self._policy = default_policy
+        self._deidentified_policy = deidentified_policy
         self._now = clock
 
     # --- the decision ----------------------------------------------------------------------
@@ -145,8 +155,9 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
             data_classes=classes,
             at=at,
             justification=justification,
+            deidentified=request.deidentified,
         )
-        decision = rules.decide(consents, question, self._policy)
+        decision = rules.decide(consents, question, self._policy, self._deidentified_policy)
         response = pb.CheckResponse(
             decision=pb.DECISION_PERMIT if decision.permit else pb.DECISION_DENY,
             decided_by=list(decision.decided_by),
@@ -160,6 +171,8 @@ class ConsentServicer(pb_grpc.ConsentServiceServicer):
             "classes": ",".join(sorted(classes)),
             "decided_by": ",".join(decision.decided_by),
         }
+        if question.deidentified:
+            details["deidentified"] = True
         if decision.emergency_access:
             access_id = str(uuid.uuid4())
             await self._store.open_emergency_access(

@@ -21,6 +21,7 @@ from medrelay.services.consent.model import (
     ConsentStatus,
     Decision,
     DefaultPolicy,
+    DeidentifiedPolicy,
     Obligation,
     Period,
     Provision,
@@ -1025,3 +1026,41 @@ def test_an_organization_as_a_whole_is_decided_as_an_unnamed_practitioner_in_no_
     whole = replace(question, practitioner_id="")
     unnamed = replace(question, practitioner_id="dr-z", care_team_ids=frozenset(), justification="")
     assert decide(consents, whole, policy) == decide(consents, unnamed, policy)
+
+
+# -- de-identified copies -------------------------------------------------------------------
+
+DEIDENTIFIED_PERMITS = Decision(True, "DEFAULT_POLICY_DEIDENTIFIED_PERMITS")
+
+
+@pytest.mark.parametrize("policy", [OPT_IN, CARE_TEAM, OPT_OUT])
+def test_a_deidentified_copy_goes_outside_the_care_team_where_no_consent_speaks(
+    policy: DefaultPolicy,
+) -> None:
+    question = replace(ask(), deidentified=True)  # dr-a is in none of the patient's teams
+    assert decide([], question, policy, DeidentifiedPolicy.PERMIT) == DEIDENTIFIED_PERMITS
+    assert decide([], question, policy, DeidentifiedPolicy.AS_IDENTIFIED) == decide(
+        [], replace(question, deidentified=False), policy
+    )
+
+
+def test_a_deidentified_copy_is_still_denied_where_a_consent_denies() -> None:
+    refuses_dr_a = consent(permit(deny(actors=(DR,))))
+    question = replace(ask(), deidentified=True)
+    assert decide([refuses_dr_a], question, CARE_TEAM, DeidentifiedPolicy.PERMIT) == denied(
+        "c1/1"
+    )
+    # Another practitioner, whom the consent does not name, may receive the copy.
+    other = replace(question, practitioner_id="dr-b")
+    assert decide([refuses_dr_a], other, OPT_IN, DeidentifiedPolicy.PERMIT) == permitted("c1/1")
+
+
+def test_only_a_deidentified_question_is_widened() -> None:
+    assert decide([], ask(), OPT_IN, DeidentifiedPolicy.PERMIT) == OPT_IN_DENIES
+
+
+@given(questions)
+def test_deidentification_never_turns_a_consent_denial_into_a_permit(question: Question) -> None:
+    consents = [consent(deny())]
+    copy = replace(question, deidentified=True)
+    assert not decide(consents, copy, OPT_OUT, DeidentifiedPolicy.PERMIT).permit

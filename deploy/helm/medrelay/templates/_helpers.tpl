@@ -280,6 +280,7 @@ to set. Included once, by deployment.yaml.
 {{- end }}
 {{- if eq $name "consent" }}
 {{- $_ := set $config "MEDRELAY_CONSENT_DEFAULT_POLICY" $values.defaultPolicy }}
+{{- $_ := set $config "MEDRELAY_CONSENT_DEIDENTIFIED_POLICY" $values.deidentifiedPolicy }}
 {{- end }}
 {{- if eq $name "keys" }}
 {{- $_ := set $config "MEDRELAY_KEYS_BACKEND" $values.backend }}

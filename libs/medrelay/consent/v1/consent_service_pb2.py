@@ -26,43 +26,43 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from medrelay.common.v1 import types_pb2 as medrelay_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)medrelay/consent/v1/consent_service.proto\x12\x13medrelay.consent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1emedrelay/common/v1/types.proto\"9\n\x05\x41\x63tor\x12\x17\n\x0fpractitioner_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\"\xee\x01\n\x0c\x43heckRequest\x12\x36\n\x07patient\x18\x01 \x01(\x0b\x32%.medrelay.common.v1.PatientIdentifier\x12)\n\x05\x61\x63tor\x18\x02 \x01(\x0b\x32\x1a.medrelay.consent.v1.Actor\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x61ta_classes\x18\x04 \x03(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rjustification\x18\x06 \x01(\t\x12\x15\n\rpatient_index\x18\x07 \x01(\t\"\x1a\n\nObligation\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"\xb7\x01\n\rCheckResponse\x12/\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x1d.medrelay.consent.v1.Decision\x12\x12\n\ndecided_by\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x34\n\x0bobligations\x18\x04 \x03(\x0b\x32\x1f.medrelay.consent.v1.Obligation\x12\x1b\n\x13\x65mergency_access_id\x18\x05 \x01(\t\"\x97\x01\n\rConsentRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x15\n\rpatient_index\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x11\n\tfhir_json\x18\x05 \x01(\t\x12/\n\x0brecord_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x14RecordConsentRequest\x12\x11\n\tfhir_json\x18\x01 \x01(\t\":\n\x14RevokeConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x11GetConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"z\n\x19ListConsentHistoryRequest\x12\x36\n\x07patient\x18\x01 \x01(\x0b\x32%.medrelay.common.v1.PatientIdentifier\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x1aListConsentHistoryResponse\x12\x34\n\x08\x63onsents\x18\x01 \x03(\x0b\x32\".medrelay.consent.v1.ConsentRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xed\x01\n\x0f\x45mergencyAccess\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rpatient_index\x18\x02 \x01(\t\x12)\n\x05\x61\x63tor\x18\x03 \x01(\x0b\x32\x1a.medrelay.consent.v1.Actor\x12\x15\n\rjustification\x18\x04 \x01(\t\x12/\n\x0b\x61\x63\x63\x65ss_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breview_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breview_note\x18\x07 \x01(\t\"X\n\x1cListEmergencyAccessesRequest\x12\x11\n\topen_only\x18\x01 \x01(\x08\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x1dListEmergencyAccessesResponse\x12\x36\n\x08\x61\x63\x63\x65sses\x18\x01 \x03(\x0b\x32$.medrelay.consent.v1.EmergencyAccess\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n!CloseEmergencyAccessReviewRequest\x12\x1b\n\x13\x65mergency_access_id\x18\x01 \x01(\t\x12\x13\n\x0breview_note\x18\x02 \x01(\t*L\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x45\x43ISION_PERMIT\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02\x32\xed\x05\n\x0e\x43onsentService\x12N\n\x05\x43heck\x12!.medrelay.consent.v1.CheckRequest\x1a\".medrelay.consent.v1.CheckResponse\x12^\n\rRecordConsent\x12).medrelay.consent.v1.RecordConsentRequest\x1a\".medrelay.consent.v1.ConsentRecord\x12^\n\rRevokeConsent\x12).medrelay.consent.v1.RevokeConsentRequest\x1a\".medrelay.consent.v1.ConsentRecord\x12X\n\nGetConsent\x12&.medrelay.consent.v1.GetConsentRequest\x1a\".medrelay.consent.v1.ConsentRecord\x12u\n\x12ListConsentHistory\x12..medrelay.consent.v1.ListConsentHistoryRequest\x1a/.medrelay.consent.v1.ListConsentHistoryResponse\x12~\n\x15ListEmergencyAccesses\x12\x31.medrelay.consent.v1.ListEmergencyAccessesRequest\x1a\x32.medrelay.consent.v1.ListEmergencyAccessesResponse\x12z\n\x1a\x43loseEmergencyAccessReview\x12\x36.medrelay.consent.v1.CloseEmergencyAccessReviewRequest\x1a$.medrelay.consent.v1.EmergencyAccessb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)medrelay/consent/v1/consent_service.proto\x12\x13medrelay.consent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1emedrelay/common/v1/types.proto\"9\n\x05\x41\x63tor\x12\x17\n\x0fpractitioner_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\"\x84\x02\n\x0c\x43heckRequest\x12\x36\n\x07patient\x18\x01 \x01(\x0b\x32%.medrelay.common.v1.PatientIdentifier\x12)\n\x05\x61\x63tor\x18\x02 \x01(\x0b\x32\x1a.medrelay.consent.v1.Actor\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x61ta_classes\x18\x04 \x03(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rjustification\x18\x06 \x01(\t\x12\x15\n\rpatient_index\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65identified\x18\x08 \x01(\x08\"\x1a\n\nObligation\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"\xb7\x01\n\rCheckResponse\x12/\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x1d.medrelay.consent.v1.Decision\x12\x12\n\ndecided_by\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x34\n\x0bobligations\x18\x04 \x03(\x0b\x32\x1f.medrelay.consent.v1.Obligation\x12\x1b\n\x13\x65mergency_access_id\x18\x05 \x01(\t\"\x97\x01\n\rConsentRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x15\n\rpatient_index\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x11\n\tfhir_json\x18\x05 \x01(\t\x12/\n\x0brecord_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x14RecordConsentRequest\x12\x11\n\tfhir_json\x18\x01 \x01(\t\":\n\x14RevokeConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x11GetConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"z\n\x19ListConsentHistoryRequest\x12\x36\n\x07patient\x18\x01 \x01(\x0b\x32%.medrelay.common.v1.PatientIdentifier\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x1aListConsentHistoryResponse\x12\x34\n\x08\x63onsents\x18\x01 \x03(\x0b\x32\".medrelay.consent.v1.ConsentRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xed\x01\n\x0f\x45mergencyAccess\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rpatient_index\x18\x02 \x01(\t\x12)\n\x05\x61\x63tor\x18\x03 \x01(\x0b\x32\x1a.medrelay.consent.v1.Actor\x12\x15\n\rjustification\x18\x04 \x01(\t\x12/\n\x0b\x61\x63\x63\x65ss_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breview_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breview_note\x18\x07 \x01(\t\"X\n\x1cListEmergencyAccessesRequest\x12\x11\n\topen_only\x18\x01 \x01(\x08\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x1dListEmergencyAccessesResponse\x12\x36\n\x08\x61\x63\x63\x65sses\x18\x01 \x03(\x0b\x32$.medrelay.consent.v1.EmergencyAccess\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n!CloseEmergencyAccessReviewRequest\x12\x1b\n\x13\x65mergency_access_id\x18\x01 \x01(\t\x12\x13\n\x0breview_note\x18\x02 \x01(\t*L\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x45\x43ISION_PERMIT\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02\x32\xed\x05\n\x0e\x43onsentService\x12N\n\x05\x43heck\x12!.medrelay.consent.v1.CheckRequest\x1a\".medrelay.consent.v1.CheckResponse\x12^\n\rRecordConsent\x12).medrelay.consent.v1.RecordConsentRequest\x1a\".medrelay.consent.v1.ConsentRecord\x12^\n\rRevokeConsent\x12).medrelay.consent.v1.RevokeConsentRequest\x1a\".medrelay.consent.v1.ConsentRecord\x12X\n\nGetConsent\x12&.medrelay.consent.v1.GetConsentRequest\x1a\".medrelay.consent.v1.ConsentRecord\x12u\n\x12ListConsentHistory\x12..medrelay.consent.v1.ListConsentHistoryRequest\x1a/.medrelay.consent.v1.ListConsentHistoryResponse\x12~\n\x15ListEmergencyAccesses\x12\x31.medrelay.consent.v1.ListEmergencyAccessesRequest\x1a\x32.medrelay.consent.v1.ListEmergencyAccessesResponse\x12z\n\x1a\x43loseEmergencyAccessReview\x12\x36.medrelay.consent.v1.CloseEmergencyAccessReviewRequest\x1a$.medrelay.consent.v1.EmergencyAccessb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'medrelay.consent.v1.consent_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DECISION']._serialized_start=1724
-  _globals['_DECISION']._serialized_end=1800
+  _globals['_DECISION']._serialized_start=1746
+  _globals['_DECISION']._serialized_end=1822
   _globals['_ACTOR']._serialized_start=131
   _globals['_ACTOR']._serialized_end=188
   _globals['_CHECKREQUEST']._serialized_start=191
-  _globals['_CHECKREQUEST']._serialized_end=429
-  _globals['_OBLIGATION']._serialized_start=431
-  _globals['_OBLIGATION']._serialized_end=457
-  _globals['_CHECKRESPONSE']._serialized_start=460
-  _globals['_CHECKRESPONSE']._serialized_end=643
-  _globals['_CONSENTRECORD']._serialized_start=646
-  _globals['_CONSENTRECORD']._serialized_end=797
-  _globals['_RECORDCONSENTREQUEST']._serialized_start=799
-  _globals['_RECORDCONSENTREQUEST']._serialized_end=840
-  _globals['_REVOKECONSENTREQUEST']._serialized_start=842
-  _globals['_REVOKECONSENTREQUEST']._serialized_end=900
-  _globals['_GETCONSENTREQUEST']._serialized_start=902
-  _globals['_GETCONSENTREQUEST']._serialized_end=958
-  _globals['_LISTCONSENTHISTORYREQUEST']._serialized_start=960
-  _globals['_LISTCONSENTHISTORYREQUEST']._serialized_end=1082
-  _globals['_LISTCONSENTHISTORYRESPONSE']._serialized_start=1084
-  _globals['_LISTCONSENTHISTORYRESPONSE']._serialized_end=1191
-  _globals['_EMERGENCYACCESS']._serialized_start=1194
-  _globals['_EMERGENCYACCESS']._serialized_end=1431
-  _globals['_LISTEMERGENCYACCESSESREQUEST']._serialized_start=1433
-  _globals['_LISTEMERGENCYACCESSESREQUEST']._serialized_end=1521
-  _globals['_LISTEMERGENCYACCESSESRESPONSE']._serialized_start=1523
-  _globals['_LISTEMERGENCYACCESSESRESPONSE']._serialized_end=1635
-  _globals['_CLOSEEMERGENCYACCESSREVIEWREQUEST']._serialized_start=1637
-  _globals['_CLOSEEMERGENCYACCESSREVIEWREQUEST']._serialized_end=1722
-  _globals['_CONSENTSERVICE']._serialized_start=1803
-  _globals['_CONSENTSERVICE']._serialized_end=2552
+  _globals['_CHECKREQUEST']._serialized_end=451
+  _globals['_OBLIGATION']._serialized_start=453
+  _globals['_OBLIGATION']._serialized_end=479
+  _globals['_CHECKRESPONSE']._serialized_start=482
+  _globals['_CHECKRESPONSE']._serialized_end=665
+  _globals['_CONSENTRECORD']._serialized_start=668
+  _globals['_CONSENTRECORD']._serialized_end=819
+  _globals['_RECORDCONSENTREQUEST']._serialized_start=821
+  _globals['_RECORDCONSENTREQUEST']._serialized_end=862
+  _globals['_REVOKECONSENTREQUEST']._serialized_start=864
+  _globals['_REVOKECONSENTREQUEST']._serialized_end=922
+  _globals['_GETCONSENTREQUEST']._serialized_start=924
+  _globals['_GETCONSENTREQUEST']._serialized_end=980
+  _globals['_LISTCONSENTHISTORYREQUEST']._serialized_start=982
+  _globals['_LISTCONSENTHISTORYREQUEST']._serialized_end=1104
+  _globals['_LISTCONSENTHISTORYRESPONSE']._serialized_start=1106
+  _globals['_LISTCONSENTHISTORYRESPONSE']._serialized_end=1213
+  _globals['_EMERGENCYACCESS']._serialized_start=1216
+  _globals['_EMERGENCYACCESS']._serialized_end=1453
+  _globals['_LISTEMERGENCYACCESSESREQUEST']._serialized_start=1455
+  _globals['_LISTEMERGENCYACCESSESREQUEST']._serialized_end=1543
+  _globals['_LISTEMERGENCYACCESSESRESPONSE']._serialized_start=1545
+  _globals['_LISTEMERGENCYACCESSESRESPONSE']._serialized_end=1657
+  _globals['_CLOSEEMERGENCYACCESSREVIEWREQUEST']._serialized_start=1659
+  _globals['_CLOSEEMERGENCYACCESSREVIEWREQUEST']._serialized_end=1744
+  _globals['_CONSENTSERVICE']._serialized_start=1825
+  _globals['_CONSENTSERVICE']._serialized_end=2574
 # @@protoc_insertion_point(module_scope)

@@ -29,7 +29,7 @@ class Actor(_message.Message):
     def __init__(self, practitioner_id: _Optional[str] = ..., organization_id: _Optional[str] = ...) -> None: ...
 
 class CheckRequest(_message.Message):
-    __slots__ = ("patient", "actor", "purpose", "data_classes", "at", "justification", "patient_index")
+    __slots__ = ("patient", "actor", "purpose", "data_classes", "at", "justification", "patient_index", "deidentified")
     PATIENT_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class CheckRequest(_message.Message):
     AT_FIELD_NUMBER: _ClassVar[int]
     JUSTIFICATION_FIELD_NUMBER: _ClassVar[int]
     PATIENT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    DEIDENTIFIED_FIELD_NUMBER: _ClassVar[int]
     patient: _types_pb2.PatientIdentifier
     actor: Actor
     purpose: str
@@ -44,7 +45,8 @@ class CheckRequest(_message.Message):
     at: _timestamp_pb2.Timestamp
     justification: str
     patient_index: str
-    def __init__(self, patient: _Optional[_Union[_types_pb2.PatientIdentifier, _Mapping]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., purpose: _Optional[str] = ..., data_classes: _Optional[_Iterable[str]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., justification: _Optional[str] = ..., patient_index: _Optional[str] = ...) -> None: ...
+    deidentified: bool
+    def __init__(self, patient: _Optional[_Union[_types_pb2.PatientIdentifier, _Mapping]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., purpose: _Optional[str] = ..., data_classes: _Optional[_Iterable[str]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., justification: _Optional[str] = ..., patient_index: _Optional[str] = ..., deidentified: _Optional[bool] = ...) -> None: ...
 
 class Obligation(_message.Message):
     __slots__ = ("code",)
