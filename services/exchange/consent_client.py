@@ -53,12 +53,14 @@ class ConsentDecisions:
         data_classes: Sequence[str],
         justification: str = "",
         *,
+        deidentified: bool = False,
         field_prefix: str = "",
     ) -> Decision:
         """Consent's decision for one actor; practitioner '' asks for the whole organisation.
 
         The patient is named by identifier at a send, and by blind index afterwards (exchange
-        keeps only the index readable), which consent resolves the same way. A purpose or data
+        keeps only the index readable), which consent resolves the same way. A de-identified
+        copy is asked about as one: consent's de-identified policy may widen who may have it. A purpose or data
         class consent does not know is INVALID_ARGUMENT naming the caller's field: consent's
         field name with `field_prefix` (e.g. `header.`) before it.
         """
@@ -73,6 +75,7 @@ class ConsentDecisions:
                     purpose=purpose,
                     data_classes=data_classes,
                     justification=justification,
+                    deidentified=deidentified,
                 ),
                 timeout=timeout(),
             )

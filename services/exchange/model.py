@@ -129,6 +129,9 @@ class StoredDocument:
     purge_time: datetime | None
     deliveries: tuple[Delivery, ...] = ()
     forwards: tuple[StoredForward, ...] = ()
+    #: A de-identified copy: consent is asked about one at every read, and no one is shown
+    #: the patient identifier (its sealed header holds none).
+    deidentified: bool = False
 
     @property
     def organizations(self) -> frozenset[str]:
@@ -224,6 +227,9 @@ class SignedFacts:
     create_time: datetime
     #: The sealed header's envelope as stored.
     sealed_header: bytes = field(repr=False)
+    #: Signed too, so the label cannot be taken off a copy without breaking the signature;
+    #: in the digest only when set, so documents signed before it existed still verify.
+    deidentified: bool = False
 
     @classmethod
     def of(cls, document: StoredDocument) -> SignedFacts:
@@ -241,6 +247,7 @@ class SignedFacts:
             size_bytes=document.size_bytes,
             create_time=document.create_time,
             sealed_header=document.sealed_header,
+            deidentified=document.deidentified,
         )
 
     def digest(self) -> bytes:
@@ -250,24 +257,23 @@ class SignedFacts:
             if self.specialty
             else None
         )
-        return hashlib.sha256(
-            _canonical(
-                {
-                    "medrelay_document": 1,
-                    "id": self.document_id,
-                    "sender": [self.sender_organization_id, self.sender_practitioner_id],
-                    "type": [self.type.system, self.type.code, self.type.display],
-                    "specialty": specialty,
-                    "content_type": self.content_type,
-                    "purpose": self.purpose,
-                    "data_classes": sorted(self.data_classes),
-                    "recipients": list(self.recipients),
-                    "size_bytes": self.size_bytes,
-                    "create_time": self.create_time.astimezone(UTC).isoformat(),
-                    "sealed_header": hashlib.sha256(self.sealed_header).hexdigest(),
-                }
-            )
-        ).digest()
+        facts: dict[str, Any] = {
+            "medrelay_document": 1,
+            "id": self.document_id,
+            "sender": [self.sender_organization_id, self.sender_practitioner_id],
+            "type": [self.type.system, self.type.code, self.type.display],
+            "specialty": specialty,
+            "content_type": self.content_type,
+            "purpose": self.purpose,
+            "data_classes": sorted(self.data_classes),
+            "recipients": list(self.recipients),
+            "size_bytes": self.size_bytes,
+            "create_time": self.create_time.astimezone(UTC).isoformat(),
+            "sealed_header": hashlib.sha256(self.sealed_header).hexdigest(),
+        }
+        if self.deidentified:
+            facts["deidentified"] = True
+        return hashlib.sha256(_canonical(facts)).digest()
 
 
 def _canonical(value: Any) -> bytes:

@@ -15,6 +15,7 @@ from typing import Final
 
 import grpc
 
+from medrelay import deid
 from medrelay import validation as check
 from medrelay.common.v1 import types_pb2
 from medrelay.common.v1.errors_pb2 import ErrorReason
@@ -55,6 +56,9 @@ class SendHeader:
     size_bytes: int
     purpose: str
     data_classes: tuple[str, ...]
+    #: Send a de-identified copy (see the proto), within the case `case_label` names.
+    deidentify: bool = False
+    case_label: str = ""
 
 
 def too_large(limit: int) -> MedrelayError:
@@ -76,6 +80,13 @@ def send_header(header: pb.DocumentHeader, max_bytes: int) -> SendHeader:
         raise invalid_field("header.size_bytes", "must not be negative")
     if header.size_bytes > max_bytes:
         raise too_large(max_bytes)
+    title = check.text(header.title, "header.title", max_chars=MAX_TITLE_CHARS, required=False)
+    note = check.text(header.note, "header.note", max_chars=MAX_NOTE_CHARS, required=False)
+    content_type = media_type(header.content_type, "header.content_type")
+    if header.deidentify:
+        _deidentifiable(content_type, value, title=title, note=note)
+    elif header.case_label:
+        raise invalid_field("header.case_label", "is only for a de-identified send")
     return SendHeader(
         request_id=check.uuid_id(header.request_id, "header.request_id"),
         practitioner_id=check.resource_id(header.practitioner_id, "header.practitioner_id"),
@@ -83,13 +94,31 @@ def send_header(header: pb.DocumentHeader, max_bytes: int) -> SendHeader:
         recipients=recipients(header.recipients, "header.recipients"),
         type=coding(header.type, "header.type", required=True) or Coding("", ""),
         specialty=coding(header.specialty, "header.specialty", required=False),
-        title=check.text(header.title, "header.title", max_chars=MAX_TITLE_CHARS, required=False),
-        content_type=media_type(header.content_type, "header.content_type"),
-        note=check.text(header.note, "header.note", max_chars=MAX_NOTE_CHARS, required=False),
+        title=title,
+        content_type=content_type,
+        note=note,
         size_bytes=header.size_bytes,
         purpose=purpose(header.purpose, "header.purpose"),
         data_classes=data_classes(header.data_classes, "header.data_classes"),
+        deidentify=header.deidentify,
+        case_label=check.text(
+            header.case_label, "header.case_label", max_chars=MAX_TITLE_CHARS, required=False
+        ),
     )
+
+
+def _deidentifiable(content_type: str, patient_value: str, *, title: str, note: str) -> None:
+    """A de-identified send's header: a type medrelay de-identifies, and no words of the
+    sender's that name the patient (the content is cleaned; a title or note cannot be)."""
+    try:
+        deid.media_type(content_type)
+    except deid.DeidentificationError as exc:
+        raise invalid_field("header.content_type", str(exc)) from None
+    for field, text in (("header.title", title), ("header.note", note)):
+        if patient_value.casefold() in text.casefold():
+            raise invalid_field(
+                field, "holds the patient identifier, which a de-identified copy must not carry"
+            )
 
 
 def recipients(

@@ -46,6 +46,7 @@ from . import report, requests, sealing, views
 from .access import ACCESS
 from .acting import acting_system
 from .consent_client import ConsentDecisions, Decision
+from .deidentifying import Deidentifier, pieces
 from .dependencies import bind_deadline
 from .entitlement import Entitlement, entitle, needs_care_teams
 from .identity_client import IdentityDirectory, recipient_not_entitled
@@ -87,6 +88,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         indexer: KeysBlindIndex,
         settings: ExchangeSettings,
         *,
+        deidentifier: Deidentifier | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
@@ -95,6 +97,11 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
         self._keys = keys
         self._indexer = indexer
         self._settings = settings
+        self._deidentifier = deidentifier or Deidentifier(
+            indexer,
+            max_bytes=settings.max_deidentify_bytes,
+            concurrency=settings.deidentify_concurrency,
+        )
         self._now = clock
 
     # --- send ------------------------------------------------------------------------------
@@ -204,33 +211,32 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
             recipients=recipients,
             create_time=now,
             expire_time=now + self._settings.retention_of(header.type.system, header.type.code),
+            deidentified=header.deidentify,
         )
         limit = self._settings.max_document_bytes
+        chunks = _chunks(messages, header.size_bytes, limit)
+        patient = header.patient
+        if header.deidentify:
+            case = await self._deidentifier.case(patient_index, header.case_label)
+            copy = await self._deidentifier.copy(chunks, header.content_type, case)
+            chunks = pieces(copy.content)
+            patient = types_pb2.PatientIdentifier()  # recipients never learn who it was
         async with self._store.sending(new) as send:
             encryptor = EnvelopeEncryptor(data_key, document_id)
             await send.content.write(encryptor.header())
             digest = hashlib.sha256()
             size = 0
-            async for message in messages:
-                if message.WhichOneof("part") != "chunk":
-                    raise invalid_field("chunk", "only content chunks may follow the header")
-                data = message.chunk
-                if len(data) > requests.MAX_CHUNK_BYTES:
-                    raise invalid_field("chunk", "is larger than 1 MiB")
+            async for data in chunks:
                 size += len(data)
-                if size > limit:
+                if size > limit:  # a de-identified copy may outgrow what arrived
                     raise requests.too_large(limit)
                 digest.update(data)
                 for sealed in encryptor.update(data):
                     await send.content.write(sealed)
             await send.content.write(encryptor.finalize())
-            if header.size_bytes and header.size_bytes != size:
-                raise invalid_field(
-                    "header.size_bytes", f"announced {header.size_bytes} bytes, {size} arrived"
-                )
             sealed_header = SealedHeader(
-                header.patient.system,
-                header.patient.value,
+                patient.system,
+                patient.value,
                 header.title,
                 header.note,
                 digest.digest(),
@@ -266,6 +272,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                     recipients=len(resolved),
                     organizations=len({r.organization_id for r in resolved}),
                     size_bytes=size,
+                    deidentified=header.deidentify or "",  # only on de-identified sends
                 ),
             )
         return stored
@@ -333,6 +340,7 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                 purpose,
                 document.data_classes,
                 justification,
+                deidentified=document.deidentified,
             ),
             self._signature_valid(document),
             return_exceptions=True,
@@ -668,6 +676,11 @@ class ExchangeServicer(pb_grpc.ExchangeServiceServicer):
                     organization,
                     about.purpose,
                     about.data_classes,
+                    deidentified=(
+                        about.deidentify
+                        if isinstance(about, requests.SendHeader)
+                        else about.deidentified
+                    ),
                     field_prefix="header." if patient is not None else "",
                 )
                 for practitioner, organization in actors
@@ -867,6 +880,26 @@ def _result(outcome: T | BaseException) -> T:
 
 def _key(recipient: Recipient) -> tuple[str, str, str]:
     return (recipient.practitioner_id, recipient.organization_id, recipient.care_team_id)
+
+
+async def _chunks(
+    messages: AsyncIterator[pb.SendDocumentRequest], announced: int, limit: int
+) -> AsyncIterator[bytes]:
+    """A send's content, checked as it arrives: chunks only, each at most 1 MiB, at most
+    `limit` in all, and as many bytes as the header announced (when it did)."""
+    size = 0
+    async for message in messages:
+        if message.WhichOneof("part") != "chunk":
+            raise invalid_field("chunk", "only content chunks may follow the header")
+        data = message.chunk
+        if len(data) > requests.MAX_CHUNK_BYTES:
+            raise invalid_field("chunk", "is larger than 1 MiB")
+        size += len(data)
+        if size > limit:
+            raise requests.too_large(limit)
+        yield data
+    if announced and announced != size:
+        raise invalid_field("header.size_bytes", f"announced {announced} bytes, {size} arrived")
 
 
 def _retry_answer(earlier: StoredDocument, fingerprint: str) -> pb.Document:

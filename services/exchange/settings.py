@@ -72,6 +72,21 @@ class ExchangeSettings:
         _max_document_bytes,
         default=2 * 1024**3,
     )
+    max_deidentify_bytes: int = setting(
+        "MEDRELAY_EXCHANGE_MAX_DEIDENTIFY_BYTES",
+        "Largest document a de-identified send may bring, in bytes (default 256 MiB): it is "
+        "held in memory while it is de-identified. Larger ones are refused with "
+        "DOCUMENT_TOO_LARGE.",
+        _max_document_bytes,
+        default=256 * 1024**2,
+    )
+    deidentify_concurrency: int = setting(
+        "MEDRELAY_EXCHANGE_DEIDENTIFY_CONCURRENCY",
+        "How many sends are de-identified at once (default 2); more wait their turn. Each "
+        "uses a CPU and, for images, a Tesseract process.",
+        positive_int,
+        default=2,
+    )
     retention: timedelta = setting(
         "MEDRELAY_EXCHANGE_RETENTION",
         "How long a document is kept before its keys are shredded and its ciphertext "

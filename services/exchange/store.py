@@ -37,7 +37,8 @@ _DOCUMENT_COLUMNS = (
     "sender_practitioner_id, sender_organization_id, patient_index, type_system, type_code, "
     "type_display, specialty_system, specialty_code, specialty_display, content_type, purpose, "
     "data_classes, recipients::text AS recipients, size_bytes, sealed_header, signature, "
-    "signature_key_version, create_time, expire_time, recall_time, recall_reason, purge_time"
+    "signature_key_version, create_time, expire_time, recall_time, recall_reason, purge_time, "
+    "deidentified"
 )
 
 
@@ -60,6 +61,8 @@ class NewDocument:
     recipients: Sequence[Mapping[str, str]]
     create_time: datetime
     expire_time: datetime
+    #: A de-identified copy (DocumentHeader.deidentify).
+    deidentified: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ def sent(
         signature_key_version=signature_key_version,
         create_time=new.create_time,
         expire_time=new.expire_time,
+        deidentified=new.deidentified,
         recall_time=None,
         recall_reason="",
         purge_time=None,
@@ -674,8 +678,9 @@ async def _insert_document(conn: asyncpg.Connection, d: NewDocument) -> None:
         "INSERT INTO documents (id, sender_system, request_id, request_fingerprint, "
         "sender_practitioner_id, sender_organization_id, patient_index, type_system, type_code, "
         "type_display, specialty_system, specialty_code, specialty_display, content_type, "
-        "purpose, data_classes, recipients, create_time, expire_time) VALUES ($1, $2, $3::uuid, "
-        "$4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18, $19)",
+        "purpose, data_classes, recipients, create_time, expire_time, deidentified) VALUES ($1, "
+        "$2, $3::uuid, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, "
+        "$18, $19, $20)",
         d.id,
         d.sender_system,
         d.request_id,
@@ -695,6 +700,7 @@ async def _insert_document(conn: asyncpg.Connection, d: NewDocument) -> None:
         json.dumps(list(d.recipients)),
         d.create_time,
         d.expire_time,
+        d.deidentified,
     )
 
 
@@ -747,6 +753,7 @@ def _document(
         content_type=row["content_type"],
         purpose=row["purpose"],
         data_classes=tuple(row["data_classes"]),
+        deidentified=row["deidentified"],
         recipients=json.loads(row["recipients"]),
         size_bytes=row["size_bytes"],
         sealed_header=bytes(row["sealed_header"] or b""),

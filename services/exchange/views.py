@@ -108,12 +108,16 @@ def _view(
         size_bytes=document.size_bytes,
         purpose=document.purpose,
         data_classes=document.data_classes,
+        deidentify=document.deidentified,
     )
     if disclosed is not None:
         sealed = disclosed.header
-        header.patient.CopyFrom(
-            types_pb2.PatientIdentifier(system=sealed.patient_system, value=sealed.patient_value)
-        )
+        if sealed.patient_value:  # a de-identified copy seals no patient
+            header.patient.CopyFrom(
+                types_pb2.PatientIdentifier(
+                    system=sealed.patient_system, value=sealed.patient_value
+                )
+            )
         header.title = sealed.title
         header.note = sealed.note
     notes = disclosed.notes if disclosed is not None else {}

@@ -43,7 +43,7 @@ ACCESS_OUTCOME_DENIED: AccessOutcome
 ACCESS_OUTCOME_ERROR: AccessOutcome
 
 class DocumentHeader(_message.Message):
-    __slots__ = ("request_id", "practitioner_id", "patient", "recipients", "type", "specialty", "title", "content_type", "note", "size_bytes", "purpose", "data_classes")
+    __slots__ = ("request_id", "practitioner_id", "patient", "recipients", "type", "specialty", "title", "content_type", "note", "size_bytes", "purpose", "data_classes", "deidentify", "case_label")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PRACTITIONER_ID_FIELD_NUMBER: _ClassVar[int]
     PATIENT_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,8 @@ class DocumentHeader(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     DATA_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    DEIDENTIFY_FIELD_NUMBER: _ClassVar[int]
+    CASE_LABEL_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     practitioner_id: str
     patient: _types_pb2.PatientIdentifier
@@ -68,7 +70,9 @@ class DocumentHeader(_message.Message):
     size_bytes: int
     purpose: str
     data_classes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., practitioner_id: _Optional[str] = ..., patient: _Optional[_Union[_types_pb2.PatientIdentifier, _Mapping]] = ..., recipients: _Optional[_Iterable[_Union[_types_pb2.RecipientRef, _Mapping]]] = ..., type: _Optional[_Union[_types_pb2.Coding, _Mapping]] = ..., specialty: _Optional[_Union[_types_pb2.Coding, _Mapping]] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., note: _Optional[str] = ..., size_bytes: _Optional[int] = ..., purpose: _Optional[str] = ..., data_classes: _Optional[_Iterable[str]] = ...) -> None: ...
+    deidentify: bool
+    case_label: str
+    def __init__(self, request_id: _Optional[str] = ..., practitioner_id: _Optional[str] = ..., patient: _Optional[_Union[_types_pb2.PatientIdentifier, _Mapping]] = ..., recipients: _Optional[_Iterable[_Union[_types_pb2.RecipientRef, _Mapping]]] = ..., type: _Optional[_Union[_types_pb2.Coding, _Mapping]] = ..., specialty: _Optional[_Union[_types_pb2.Coding, _Mapping]] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., note: _Optional[str] = ..., size_bytes: _Optional[int] = ..., purpose: _Optional[str] = ..., data_classes: _Optional[_Iterable[str]] = ..., deidentify: _Optional[bool] = ..., case_label: _Optional[str] = ...) -> None: ...
 
 class SendDocumentRequest(_message.Message):
     __slots__ = ("header", "chunk")
