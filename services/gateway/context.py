@@ -13,7 +13,7 @@ import logging
 import queue
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import grpc
@@ -21,6 +21,7 @@ from aiohttp import web
 
 from medrelay.exchange.v1 import exchange_service_pb2 as exchange_pb
 from medrelay.exchange.v1 import exchange_service_pb2_grpc as exchange_grpc
+from medrelay.spiffe import PeerIdentity
 
 from .caller import Caller, acting_practitioner, calling_system
 from .outcome import FhirError, from_rpc_error
@@ -51,6 +52,11 @@ class Gateway:
     upstreams: Upstreams
     blocking_exchange: exchange_grpc.ExchangeServiceStub
     send_pool: ThreadPoolExecutor
+    #: $deidentify's turns: CPU work and a Tesseract process each, so a few at a time.
+    deidentify_slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deidentify_slots = asyncio.Semaphore(self.settings.deidentify_concurrency)
 
     @staticmethod
     def of(request: web.Request) -> Gateway:
@@ -59,12 +65,15 @@ class Gateway:
 
     def caller(self, request: web.Request) -> Caller:
         """The verified system and the practitioner it names (401/403 otherwise)."""
-        system = calling_system(
+        return Caller(self.authenticated_system(request), acting_practitioner(request))
+
+    def authenticated_system(self, request: web.Request) -> PeerIdentity:
+        """The verified system, for the calls that act for no practitioner (401/403)."""
+        return calling_system(
             request,
             self.settings.trust_domain,
             allow_plain_http=self.settings.allow_plain_http,
         )
-        return Caller(system, acting_practitioner(request))
 
     async def send_document(
         self,

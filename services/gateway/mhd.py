@@ -42,6 +42,14 @@ LABEL_SYSTEMS: Final = frozenset(
         "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
     }
 )
+#: The security label of a de-identified copy (HL7 v3 ObservationValue "pseudonymized": direct
+#: identifiers removed, the rest replaced consistently within a case). On a submitted
+#: DocumentReference it asks for a de-identified send; on a listed one it says it is one.
+PSEUDONYMIZED: Final = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "PSEUDED",
+    "display": "pseudonymized",
+}
 #: Where request ids of submitted documents come from: uuid5(namespace, system + uniqueId).
 _REQUEST_IDS: Final = uuid.UUID("6f1c1f44-9f39-4f0e-9b6e-2f1a52d0e7a1")
 
@@ -265,6 +273,7 @@ def _plan_document(
         title=attachment.get("title", ""),
         note=resource.get("description", ""),
         data_classes=_data_classes(resource, path),
+        deidentify=_asks_deidentified(resource),
     )
     if specialty is not None:
         header.specialty.CopyFrom(specialty)
@@ -396,6 +405,8 @@ def header_field_paths(document: PlannedDocument) -> dict[str, str]:
         "header.data_classes": f"{base}.securityLabel",
         "header.request_id": f"{base}.masterIdentifier",
         "header.practitioner_id": "X-Medrelay-Practitioner",
+        # A de-identified send whose content cannot be de-identified.
+        "content": f"{base}.content[0].attachment",
     }
 
 
@@ -457,7 +468,22 @@ def document_reference(
         ]
     if header.HasField("specialty"):
         resource["context"] = {"practiceSetting": concept(header.specialty)}
+    if header.deidentify:
+        resource["meta"]["security"] = [dict(PSEUDONYMIZED)]
     return resource
+
+
+def _asks_deidentified(resource: dict[str, Any]) -> bool:
+    """Whether a submitted DocumentReference carries the pseudonymized label in meta.security:
+    the sender asks exchange to de-identify the content before it is stored or sent."""
+    meta = resource.get("meta")
+    labels = meta.get("security") if isinstance(meta, dict) else None
+    return isinstance(labels, list) and any(
+        isinstance(label, dict)
+        and label.get("system") == PSEUDONYMIZED["system"]
+        and label.get("code") == PSEUDONYMIZED["code"]
+        for label in labels
+    )
 
 
 def _label_system(code: str) -> str:

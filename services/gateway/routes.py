@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from . import audit_events, consents, directory, documents, messages, service_info
+from . import audit_events, consents, deidentify, directory, documents, messages, service_info
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -23,7 +23,8 @@ class Route:
     name: str
     summary: str
     #: The FHIR resource type and interaction (read, vread, search-type, create, update,
-    #: transaction); empty for the non-FHIR endpoints.
+    #: transaction, or "operation" for a type-level $operation); empty for the non-FHIR
+    #: endpoints.
     resource: str = ""
     interaction: str = ""
     #: Search parameters: name → FHIR search type.
@@ -222,5 +223,19 @@ ROUTES: tuple[Route, ...] = (
         "An organisation.",
         resource="Organization",
         interaction="read",
+    ),
+    *(
+        Route(
+            "POST",
+            f"/{resource_type}/$deidentify",
+            deidentify.deidentify_for(resource_type),
+            f"{resource_type.lower()}-deidentify",
+            f"The {resource_type}'s de-identified copy and a report of every change, sent "
+            "nowhere (the resource, or Parameters with `resource` and `case`).",
+            resource=resource_type,
+            interaction="operation",
+            body=resource_type,
+        )
+        for resource_type in deidentify.TYPES
     ),
 )

@@ -25,6 +25,9 @@ SECURITY: Final = (
 )
 
 
+#: Where medrelay's own operations ($deidentify) are defined, as canonical URLs.
+OPERATION_DEFINITIONS: Final = "https://medrelay.dev/fhir/OperationDefinition"
+
 #: CapabilityStatement.date: when this statement last changed, i.e. when this process started
 #: serving it (the route table cannot change while it runs).
 _STARTED: Final = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -45,8 +48,14 @@ async def capability_statement(request: web.Request) -> web.Response:
     for route in ROUTES:
         if not route.resource:
             continue
-        entry = resources.setdefault(route.resource, {"type": route.resource, "interaction": []})
-        entry["interaction"].append({"code": route.interaction})
+        entry = resources.setdefault(route.resource, {"type": route.resource})
+        if route.interaction == "operation":
+            name = route.path.rsplit("$", 1)[1]
+            entry.setdefault("operation", []).append(
+                {"name": name, "definition": f"{OPERATION_DEFINITIONS}/{name}"}
+            )
+        else:
+            entry.setdefault("interaction", []).append({"code": route.interaction})
         for name, kind in route.search.items():
             if name.startswith("_"):
                 continue
@@ -104,7 +113,7 @@ async def openapi_document(request: web.Request) -> web.Response:
                             "type": "object",
                             "required": ["resourceType"],
                             "properties": {
-                                "resourceType": {"type": "string", "enum": [route.body]}
+                                "resourceType": {"type": "string", "enum": _bodies(route)}
                             },
                         }
                     }
@@ -188,3 +197,8 @@ async def ready(request: web.Request) -> web.Response:
         },
         status=200 if serving else 503,
     )
+
+
+def _bodies(route: Any) -> list[str]:
+    """The resource types a route's body may be: an operation also takes Parameters."""
+    return [route.body, "Parameters"] if route.interaction == "operation" else [route.body]

@@ -63,6 +63,13 @@ class GatewaySettings(ProcessSettings):
         positive_int,
         default=1000,
     )
+    deidentify_concurrency: int = setting(
+        "MEDRELAY_GATEWAY_DEIDENTIFY_CONCURRENCY",
+        "How many $deidentify calls run at once (default 2); more wait their turn. Each uses "
+        "a CPU and, for images, a Tesseract process.",
+        positive_int,
+        default=2,
+    )
     call_timeout_seconds: float = setting(
         "MEDRELAY_GATEWAY_CALL_TIMEOUT_SECONDS",
         "Deadline of each call to a service, except document transfers (default 10).",
