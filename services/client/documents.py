@@ -46,6 +46,8 @@ SEND_FIELDS = {
     "header.purpose": "--purpose",
     "header.data_classes": "--class",
     "header.practitioner_id": "--practitioner",
+    "header.case_label": "--case",
+    "content": "PATHS",
 }
 _DOCUMENT_FIELDS = {
     "document_id": "DOCUMENT_ID",
@@ -222,6 +224,23 @@ def send(
             show_default=False,
         ),
     ] = None,
+    deidentify: Annotated[
+        bool,
+        typer.Option(
+            "--deidentify",
+            help="send a de-identified copy (DICOM, JPEG, PNG or FHIR JSON): identifiers, "
+            "faces, burned-in text and metadata removed, dates shifted; it may go outside the "
+            "patient's care team if the deployment's consent policy allows",
+        ),
+    ] = False,
+    case: Annotated[
+        str,
+        typer.Option(
+            "--case",
+            help="with --deidentify: a label for the case; documents of one patient and case "
+            "share dates and DICOM UIDs (default: one case per patient)",
+        ),
+    ] = "",
     progress: ProgressOption = None,
     *,
     output: Output,
@@ -241,7 +260,11 @@ def send(
         note=note,
         purpose=inputs.code(purpose, "--purpose"),
         data_classes=[inputs.code(c, "--class") for c in data_class or []],
+        deidentify=deidentify,
+        case_label=case,
     )
+    if case and not deidentify:
+        raise usage("--case is for a de-identified send: add --deidentify")
     if title is not None and len(files) > 1:
         raise usage("--title names one document; leave it out to title each by its file name")
     with via.session(
@@ -270,6 +293,14 @@ def send(
                         "document": message_dict(document),
                     }
                 )
+            elif document.header.deidentify:
+                output.say(
+                    f"sent a de-identified copy of {file.name} ({size(sent.size)} in "
+                    f"{sent.seconds:.1f} s; {size(document.size_bytes)} once de-identified) as "
+                    f"document {document.id}"
+                )
+                output.say(f"  to {_recipients(document)}")
+                output.say("  the original was not sent; fetch the copy to see what they see")
             else:
                 output.say(
                     f"sent {file.name} ({size(sent.size)} in {sent.seconds:.1f} s, "
@@ -347,7 +378,8 @@ def inbox(
             when(document.create_time, seconds=False),
             document.id,
             f"{head.practitioner_id} ({document.sender_organization_id})",
-            head.type.display or head.type.code,
+            (head.type.display or head.type.code)
+            + (" (de-identified)" if head.deidentify else ""),
             size(document.size_bytes),
             state,
         )
@@ -574,6 +606,8 @@ def status(
         flags.append(f"recalled ({document.recall_reason.lower().replace('_', ' ')})")
     if document.expired:
         flags.append("expired")
+    if head.deidentify:
+        flags.append("de-identified copy")
     output.say(
         f"document {document.id}: {head.type.display or head.type.code}, "
         f"{size(document.size_bytes)}, sent {when(document.create_time)} by "

@@ -59,10 +59,14 @@ class Outgoing:
     note: str = ""
     purpose: str = "TREAT"
     data_classes: Sequence[str] = ()
-    #: Defaults to the file's name.
+    #: Defaults to the file's name (nothing for a de-identified send: a file is often named
+    #: after its patient).
     title: str = ""
     #: Defaults to a guess from the file's name (inputs.content_type).
     content_type: str = "application/octet-stream"
+    #: Send a de-identified copy, within the case `case_label` names (DocumentHeader).
+    deidentify: bool = False
+    case_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,12 +101,14 @@ def header(outgoing: Outgoing, path: Path, size: int, request_id: str) -> xpb.Do
         patient=outgoing.patient,
         recipients=list(outgoing.recipients),
         type=outgoing.type,
-        title=outgoing.title or path.name[:200],
+        title=outgoing.title or ("" if outgoing.deidentify else path.name[:200]),
         content_type=outgoing.content_type,
         note=outgoing.note,
         size_bytes=size,
         purpose=outgoing.purpose,
         data_classes=list(outgoing.data_classes),
+        deidentify=outgoing.deidentify,
+        case_label=outgoing.case_label,
     )
 
 
