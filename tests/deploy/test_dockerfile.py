@@ -439,10 +439,23 @@ def test_runtime_environment_and_exposed_ports() -> None:
     assert exposed == {*DEFAULT_PORTS.values(), DEFAULT_GATEWAY_PORT, health_port}
 
 
+#: The Debian packages the runtime stage may install: the OCR de-identification runs.
+RUNTIME_PACKAGES = {"tesseract-ocr", "tesseract-ocr-eng"}
+
+
 def test_runtime_stage_has_no_build_tools_package_index_or_cache() -> None:
+    installs = 0
     for run in FINAL.of("RUN"):
         command = run.args
-        for word in ("apt-get", "apt ", "aptitude", "gcc", "g++", "build-essential", "make "):
+        if "apt-get install" in command:
+            installs += 1
+            packages = re.search(
+                r"apt-get install -y --no-install-recommends ([\w .+-]+?)\s*(&&|$)", command
+            )
+            assert packages, f"line {run.line}: apt-get install -y --no-install-recommends only"
+            assert set(packages.group(1).split()) <= RUNTIME_PACKAGES, packages.group(1)
+            assert "rm -rf /var/lib/apt/lists/*" in command, f"line {run.line}: apt lists left"
+        for word in ("apt ", "aptitude", "gcc", "g++", "build-essential", "make "):
             assert word not in command, f"line {run.line}: {word.strip()} in the runtime stage"
         assert not re.search(r"\bpip\s+(install|wheel|download)\b", command), (
             f"line {run.line}: the runtime stage installs nothing; the builder does"
@@ -452,6 +465,7 @@ def test_runtime_stage_has_no_build_tools_package_index_or_cache() -> None:
         assert run.flag("mount") is None, f"line {run.line}: a mount in the runtime stage"
     env = FINAL.environment()
     assert not [name for name in env if name.startswith("PIP_")], "pip settings at run time"
+    assert installs == 1, "Tesseract is installed once, in the runtime stage"
 
 
 def test_builder_installs_the_runtime_extra_only_with_the_constraints() -> None:
