@@ -8,7 +8,9 @@ data. A document sent and fetched end to end through the exchange service (64 Ki
 and 4 MiB; 1, 4 and 16 callers) against the same bytes streamed into a PostgreSQL row and back
 (bench/exchange.py, bench/stream_floor.py). ITI-65 push and ITI-68 retrieve of 1 MiB through the
 FHIR gateway at 1, 4 and 16 clients beside SendDocument and FetchDocument straight over gRPC on
-the same stack (bench/gateway.py). Servers run as their own processes; the load runs
+the same stack (bench/gateway.py). De-identification of a 512x512 CT slice and a 12-megapixel
+photo against decoding, encoding and one OCR reading of the same image (bench/deidentify.py).
+Servers run as their own processes; the load runs
 here. Each figure is the median of several bounded runs. `--only NAME` runs one of them.
 
 Then the whole run is written as one JSON document (machine, git commit, arguments, every
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.consent import bench_consent
+from bench.deidentify import bench_deidentify
 from bench.envelope import bench_envelope
 from bench.exchange import bench_exchange
 from bench.floor_server import METHOD
@@ -52,7 +55,7 @@ from medrelay.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from medrelay.pki import DevPki
 from medrelay.spiffe import PeerIdentity
 
-BENCHES = ("identity", "keys", "consent", "envelope", "exchange", "gateway")
+BENCHES = ("identity", "keys", "consent", "envelope", "exchange", "gateway", "deidentify")
 #: Three levels, so that a plot against concurrency has a shape.
 IDENTITY_CALLERS = (1, 4, 32)
 
@@ -138,6 +141,7 @@ def main() -> None:
             bench_exchange(work / "exchange", args.exchange_seconds, args.repeats)
         ),
         "gateway": lambda: asyncio.run(bench_gateway(work / "gateway", args.repeats)),
+        "deidentify": lambda: bench_deidentify(max(args.repeats, 3)),
     }
     try:
         for name in BENCHES:

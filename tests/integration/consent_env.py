@@ -22,7 +22,7 @@ from medrelay.consent.v1 import consent_service_pb2_grpc as pb_grpc
 from medrelay.pki import DevPki
 from medrelay.server import RunningServer, create_server
 from medrelay.services.consent.directory import IdentityCareTeams
-from medrelay.services.consent.model import DefaultPolicy
+from medrelay.services.consent.model import DefaultPolicy, DeidentifiedPolicy
 from medrelay.services.consent.server import ConsentServicer, definition, utc_now
 from medrelay.services.consent.store import ConsentStore
 from medrelay.spiffe import PeerIdentity
@@ -104,6 +104,7 @@ async def running_consent(
     identity: IdentityEnv,
     policy: DefaultPolicy,
     clock: Callable[[], datetime] = utc_now,
+    deidentified_policy: DeidentifiedPolicy = DeidentifiedPolicy.AS_IDENTIFIED,
 ) -> AsyncIterator[ConsentEnv]:
     """Consent on a fresh schema, asking the session's keys and identity services."""
     await db.migrate(dsn, schema, ["medrelay", "medrelay.services.consent"])
@@ -116,6 +117,7 @@ async def running_consent(
         KeysBlindIndex(keys_channel),
         IdentityCareTeams(identity_channel),
         default_policy=policy,
+        deidentified_policy=deidentified_policy,
         clock=clock,
     )
     running = await create_server(

@@ -29,7 +29,7 @@ from medrelay.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from medrelay.identity.v1 import identity_service_pb2 as identity_pb
 from medrelay.pki import DevPki
 from medrelay.server import RunningServer, create_server
-from medrelay.services.consent.model import DefaultPolicy
+from medrelay.services.consent.model import DefaultPolicy, DeidentifiedPolicy
 from medrelay.services.exchange.consent_client import ConsentDecisions
 from medrelay.services.exchange.content import PostgresContentStore
 from medrelay.services.exchange.identity_client import IdentityDirectory
@@ -279,6 +279,7 @@ async def running_exchange(
     identity: IdentityEnv,
     *,
     policy: DefaultPolicy = DefaultPolicy.OPT_OUT,
+    deidentified_policy: DeidentifiedPolicy = DeidentifiedPolicy.AS_IDENTIFIED,
     consent: ConsentEnv | None = None,
     **settings: Any,
 ) -> AsyncIterator[ExchangeEnv]:
@@ -292,7 +293,15 @@ async def running_exchange(
     schema = f"xc_{uuid.uuid4().hex[:16]}"
     try:
         async with (
-            running_consent(dsn, schema, pki, keys.target, identity, policy) as own,
+            running_consent(
+                dsn,
+                schema,
+                pki,
+                keys.target,
+                identity,
+                policy,
+                deidentified_policy=deidentified_policy,
+            ) as own,
             _running_exchange(dsn, pki, keys, identity, own, settings) as env,
         ):
             yield env
