@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import random
 import struct
@@ -20,8 +21,10 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 import requests
 from fhir.resources.R4B import get_fhir_model_class
@@ -30,8 +33,10 @@ from fhirclient.models.binary import Binary
 from fhirclient.models.bundle import Bundle
 from fhirclient.server import FHIRPermissionDeniedException, FHIRServer
 from fhirpy import SyncFHIRClient
+from fhirpy.base.exceptions import OperationOutcome
 from fhirpy.base.lib_sync import SyncResource
 from fhirpy.base.searchset import Raw
+from pydicom.data import get_testdata_file
 
 from medrelay.common.v1.errors_pb2 import ErrorReason
 from medrelay.embedded_pg import EmbeddedPostgres
@@ -415,3 +420,89 @@ def test_revoked_consent_refuses_the_next_retrieval_with_an_operation_outcome(
         ]
     assert wire.received[-2:] == ["OperationOutcome", "OperationOutcome"]
     assert wire.sent == ["Consent", "Bundle", "Consent"]
+
+
+# -- de-identification ---------------------------------------------------------------------------
+
+CT_SMALL = Path(str(get_testdata_file("CT_small.dcm")))
+
+
+def teaching_case(patient_value: str) -> dict[str, Any]:
+    """A Bundle for a teaching file: the patient, and their CT scan as a DocumentReference
+    whose attachment is the DICOM file itself."""
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:5b1d0c67-24bb-4a0e-8d8f-7f7b3f3c1a11",
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": "5b1d0c67-24bb-4a0e-8d8f-7f7b3f3c1a11",
+                    "identifier": [{"system": NIR, "value": patient_value}],
+                    "name": [{"family": "Lachapelle", "given": ["Odile"]}],
+                    "birthDate": "1934-02-02",
+                },
+            },
+            {
+                "fullUrl": "urn:uuid:0f3c8a57-73a8-4cf2-9a3b-1b8f9d0e2c22",
+                "resource": {
+                    "resourceType": "DocumentReference",
+                    "status": "current",
+                    "subject": {"reference": "urn:uuid:5b1d0c67-24bb-4a0e-8d8f-7f7b3f3c1a11"},
+                    "description": "CT of Odile Lachapelle before surgery",
+                    "date": "2026-09-30T10:00:00Z",
+                    "content": [
+                        {
+                            "attachment": {
+                                "contentType": "application/dicom",
+                                "data": base64.b64encode(CT_SMALL.read_bytes()).decode(),
+                            }
+                        }
+                    ],
+                },
+            },
+        ],
+    }
+
+
+def test_deidentify_gives_fhirpy_a_copy_without_the_patient_and_continues_a_case(
+    stack: GatewayStack, wire: Wire
+) -> None:
+    """$deidentify through fhirpy's `execute`: the answer is FHIR R4 Parameters whose
+    resource holds none of the identifiers, whose embedded DICOM follows the profile, and whose
+    case, given back, de-identifies the same way."""
+    patient_value = new_patient_value()
+    client = fhirpy_client(stack, "org-a", wire)
+    bundle = teaching_case(patient_value)
+    answer = client.execute("Bundle/$deidentify", method="post", data=bundle)
+    parts = {p["name"]: p for p in answer["parameter"]}
+    copy = parts["resource"]["resource"]
+    text = json.dumps(copy)
+    for identifier in (patient_value, "Lachapelle", "Odile", "1934-02-02", "5b1d0c67"):
+        assert identifier not in text
+    [attachment] = [e["resource"]["content"][0]["attachment"] for e in copy["entry"][1:]]
+    scan = pydicom.dcmread(io.BytesIO(base64.b64decode(attachment["data"])))
+    assert scan.PatientIdentityRemoved == "YES"
+    assert not any(element.tag.is_private for element in scan.iterall())
+    changes = [p for p in parts["report"]["part"] if p["name"] == "change"]
+    assert len(changes) > 10
+
+    again = client.execute(
+        "Bundle/$deidentify",
+        method="post",
+        data={
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "resource", "resource": bundle},
+                {"name": "case", "valueString": parts["case"]["valueString"]},
+            ],
+        },
+    )
+    assert {p["name"]: p for p in again["parameter"]}["resource"]["resource"] == copy
+
+    with pytest.raises(OperationOutcome) as refused:
+        client.execute("DocumentReference/$deidentify", method="post", data=bundle)
+    assert "takes a DocumentReference" in str(refused.value)
+    assert wire.received == ["Parameters", "Parameters", "OperationOutcome"]
+    assert wire.sent == ["Bundle", "Parameters", "Bundle"]
