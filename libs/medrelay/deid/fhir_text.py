@@ -5,8 +5,8 @@ removed, the note stays for its clinical content. So the strings the document it
 as identifying (each part of every name, identifier values, telecom values, address lines,
 cities, districts and postal codes, the names of organisations and places, the displays of
 references to people and places, and every date precise to the day) are collected from the
-whole document first, and each occurrence in free text, case-insensitive and as whole words,
-becomes "[removed]".
+whole document first, FHIR JSON attachments included, and each occurrence in free text,
+case-insensitive and as whole words, becomes "[removed]".
 
 Short strings are left out: one character, or a number of fewer than four digits, is far
 more likely a dose or a score than an identifier, and alone identifies no one. Words found
@@ -15,6 +15,8 @@ nowhere in the structure (a name only ever written in a note) cannot be known th
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
@@ -41,6 +43,7 @@ _IDENTIFYING_PARTS: Final = frozenset(
     }
 )
 _DATE_KINDS: Final = frozenset({"date", "dateTime", "instant"})
+_FHIR_JSON_TYPES: Final = frozenset({"application/fhir+json", "application/json+fhir"})
 #: (value, model or None for a resource, its type, the resource's type, path in the resource,
 #: the resource types a Reference there may point to)
 _Node = tuple[Any, type[Any] | None, str, str, str, tuple[str, ...]]
@@ -82,6 +85,9 @@ def identifying_strings(resource: dict[str, Any]) -> set[str]:
                 continue
             kind = resource_type = str(value["resourceType"])
             path = ""
+        embedded = _embedded_fhir(value) if kind in ("Attachment", "Binary") else None
+        if embedded is not None:
+            pending.append((embedded, None, "", "", "", ()))
         removed = REMOVED_ELEMENTS.get(resource_type, {})
         for key, item in value.items():
             found_type = element(model, key)
@@ -100,6 +106,22 @@ def identifying_strings(resource: dict[str, Any]) -> set[str]:
                     (item, child_model, found_type.kind, resource_type, here, found_type.targets)
                 )
     return found
+
+
+def _embedded_fhir(value: dict[str, Any]) -> dict[str, Any] | None:
+    """The resource an attachment or Binary holds as FHIR JSON, if it does: a patient's
+    FHIR record attached to a DocumentReference names the patient the description may name.
+    Anything unreadable is left to the attachment's own de-identification to refuse."""
+    content_type, data = value.get("contentType"), value.get("data")
+    if not isinstance(content_type, str) or not isinstance(data, str):
+        return None
+    if content_type.split(";", 1)[0].strip().lower() not in _FHIR_JSON_TYPES:
+        return None
+    try:
+        embedded = json.loads(base64.b64decode("".join(data.split()), validate=True))
+    except (ValueError, RecursionError):  # binascii.Error and JSON errors are ValueErrors
+        return None
+    return embedded if isinstance(embedded, dict) and "resourceType" in embedded else None
 
 
 def _names_people(reference: dict[str, Any], targets: tuple[str, ...]) -> bool:
