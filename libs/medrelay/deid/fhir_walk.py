@@ -56,6 +56,9 @@ AttachmentCallback = Callable[[bytes, str], "Deidentified"]
 
 _DATES: Final = frozenset({"date", "dateTime", "instant"})
 _TEXT: Final = frozenset({"string", "markdown"})
+#: Birth dates, of a person (Patient, RelatedPerson...) or of a relative (FamilyMemberHistory):
+#: Safe Harbor covers the individual's relatives too.
+_BIRTH_DATES: Final = frozenset({"birthDate", "bornDate"})
 #: Elements whose bytes are de-identified together (data, then the size and hash of it).
 _CONTENT: Final = {"Attachment": frozenset({"data", "size", "hash"}), "Binary": frozenset({"data"})}
 _MEDIA_TYPE: Final = re.compile(r"[a-z0-9][a-z0-9.+\-]{0,63}/[a-z0-9][a-z0-9.+\-]{0,63}")
@@ -137,9 +140,11 @@ class Walker:
         path: str,
         inner: str,
         scope: _Scope,
+        parent_kind: str = "",
     ) -> dict[str, Any] | None:
-        """The de-identified copy of an object of type `kind`; None when nothing stays.
-        `inner` is its path inside its resource, without indices ("" for the resource)."""
+        """The de-identified copy of an object of type `kind` in one of `parent_kind`; None
+        when nothing stays. `inner` is its path inside its resource, without indices ("" for
+        the resource)."""
         out: dict[str, Any] = {}
         content_keys = _CONTENT.get(kind, frozenset())
         for key, item in value.items():
@@ -165,7 +170,7 @@ class Walker:
                 out[key] = new
         if content_keys:
             self._content(value, out, path)
-        self._generalise(kind, out, path)
+        self._generalise(kind, out, path, parent_kind)
         return out or None
 
     def _removal(
@@ -291,7 +296,9 @@ class Walker:
                 scope.contained if key == "contained" else None,
             )
         if found.model is not None and isinstance(item, dict):
-            return self._object(item, found.model, found.kind, here, element_path, scope)
+            return self._object(
+                item, found.model, found.kind, here, element_path, scope, parent_kind
+            )
         if found.kind in _DATES and isinstance(item, str):
             return self._date(item, here, key, scope)
         if (
@@ -304,7 +311,7 @@ class Walker:
 
     def _date(self, value: str, here: str, key: str, scope: _Scope) -> str:
         try:
-            if key == "birthDate" and age_on(value, scope.birth_reference) >= OLDEST_AGE:
+            if key in _BIRTH_DATES and age_on(value, scope.birth_reference) >= OLDEST_AGE:
                 self._report.add(
                     here,
                     "generalised",
@@ -369,9 +376,10 @@ class Walker:
             if key in value:
                 self._report.add(f"{path}.{key}", "removed", "describes content not in the copy")
 
-    def _generalise(self, kind: str, out: dict[str, Any], path: str) -> None:
-        """Ages of 90 years or more shown only as 90 or more (Safe Harbor: ages over 89)."""
-        if kind in ("Quantity", "Age") and generalise_age(out):
+    def _generalise(self, kind: str, out: dict[str, Any], path: str, parent_kind: str) -> None:
+        """Ages of 90 years or more shown only as 90 or more (Safe Harbor: ages over 89).
+        A Range's bounds are its own (they take no comparator)."""
+        if kind in ("Quantity", "Age") and parent_kind != "Range" and generalise_age(out):
             self._report.add(path, "generalised", "an age of 90 or more (Safe Harbor)")
         elif kind == "Range" and generalise_age_range(out):
             self._report.add(path, "generalised", "an age range reaching 90 (Safe Harbor)")
@@ -397,12 +405,13 @@ class Walker:
     def _birth_reference(self, value: dict[str, Any]) -> date:
         """The day a birth date's age is counted to: the last day the recorded death may
         mean, else today (a person's age is what a birth year reveals now)."""
-        died = value.get("deceasedDateTime")
-        if isinstance(died, str):
-            try:
-                return min(latest(died[:10]), self._today)
-            except ValueError:
-                pass
+        for key in ("deceasedDateTime", "deceasedDate"):
+            died = value.get(key)
+            if isinstance(died, str):
+                try:
+                    return min(latest(died[:10]), self._today)
+                except ValueError:
+                    pass
         return self._today
 
 

@@ -124,6 +124,25 @@ def test_an_age_range_reaching_90_keeps_only_a_low_bound_of_90_at_most() -> None
     assert not generalise_age_range(young)
 
 
+def test_a_relatives_age_and_birth_date_are_generalised_too() -> None:
+    """Safe Harbor covers the identifiers of relatives, and a Range's bounds take no
+    comparator."""
+    years = {"system": "http://unitsofmeasure.org", "code": "a"}
+    history = {
+        "resourceType": "FamilyMemberHistory",
+        "status": "completed",
+        "patient": {"reference": "Patient/1"},
+        "relationship": {"text": "mother"},
+        "bornDate": "1921-02-03",
+        "deceasedAge": {"value": 97, "unit": "years", **years},
+        "condition": [{"code": {"text": "stroke"}, "onsetRange": {"low": {"value": 91, **years}}}],
+    }
+    copy, _ = run(history)
+    assert copy["bornDate"] == str((TODAY + CASE.date_shift()).year - 91)
+    assert copy["deceasedAge"] == {"value": 90, "comparator": ">=", "unit": "years", **years}
+    assert copy["condition"][0]["onsetRange"] == {"low": {"value": 90, **years}}
+
+
 def years_before(day: date, years: int) -> date:
     return day.replace(year=day.year - years)
 
