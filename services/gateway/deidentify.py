@@ -26,7 +26,7 @@ from aiohttp import web
 from medrelay import deid
 
 from .context import Gateway
-from .fhir_json import FHIR_JSON, JSON_MEDIA_TYPES, fhir_response, parse_json, read_body, validate
+from .fhir_json import FHIR_JSON, JSON_MEDIA_TYPES, parse_json, read_body, validate
 from .outcome import FhirError, bad_request
 
 #: The resource types $deidentify is defined on.
@@ -50,14 +50,16 @@ async def _deidentify(request: web.Request, resource_type: str) -> web.Response:
         raise FhirError(
             415, f"send the {resource_type} as {FHIR_JSON}, not {request.content_type or 'nothing'}"
         )
-    body = parse_json(await read_body(request, gateway.settings.max_body_bytes))
+    raw = await read_body(request, gateway.settings.max_body_bytes)
+    body = parse_json(raw)
     resource, case = _inputs(body, resource_type)
     validate(resource, resource_type)
+    # The resource as sent when it is the body: re-encoding parsed JSON would turn a decimal's
+    # 7.20 into 7.2 (FHIR keeps a decimal's precision); from Parameters it must be re-encoded.
+    content = raw if resource is body else json.dumps(resource).encode()
     async with gateway.deidentify_slots:
         try:
-            copy = await asyncio.to_thread(
-                deid.deidentify, json.dumps(resource).encode(), deid.FHIR_JSON, case
-            )
+            copy = await asyncio.to_thread(deid.deidentify, content, deid.FHIR_JSON, case)
         except deid.DeidentificationError as exc:
             raise FhirError(422, f"cannot be de-identified: {exc}", (resource_type,)) from None
         except deid.TextFinderUnavailable:
@@ -67,7 +69,12 @@ async def _deidentify(request: web.Request, resource_type: str) -> web.Response:
                 "installed), so it cannot de-identify them",
                 code="not-supported",
             ) from None
-    return fhir_response(_answer(json.loads(copy.content), case, copy.report))
+    return web.Response(
+        status=200,
+        body=_answer(copy.content, case, copy.report),
+        content_type=FHIR_JSON,
+        charset="utf-8",
+    )
 
 
 def _inputs(body: dict[str, Any], resource_type: str) -> tuple[dict[str, Any], deid.Case]:
@@ -111,8 +118,9 @@ def _check_type(resource: dict[str, Any], resource_type: str, where: str) -> Non
         )
 
 
-def _answer(resource: dict[str, Any], case: deid.Case, report: deid.Report) -> dict[str, Any]:
-    """The Parameters resource returned."""
+def _answer(resource: bytes, case: deid.Case, report: deid.Report) -> bytes:
+    """The Parameters resource returned, with the copy spliced in as de-identification wrote
+    it (parsing it again would lose its decimals' precision)."""
     changes = [
         {
             "name": "change",
@@ -122,18 +130,17 @@ def _answer(resource: dict[str, Any], case: deid.Case, report: deid.Report) -> d
         }
         for change in report.changes
     ]
-    return {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "resource", "resource": resource},
-            {"name": "case", "valueString": case.hex()},
-            {
-                "name": "report",
-                "part": [
-                    {"name": "kind", "valueString": report.kind},
-                    {"name": "method", "valueString": report.method},
-                    *changes,
-                ],
-            },
-        ],
-    }
+    rest = [
+        {"name": "case", "valueString": case.hex()},
+        {
+            "name": "report",
+            "part": [
+                {"name": "kind", "valueString": report.kind},
+                {"name": "method", "valueString": report.method},
+                *changes,
+            ],
+        },
+    ]
+    tail = json.dumps(rest, separators=(",", ":"), ensure_ascii=False)[1:]  # without its "["
+    head = b'{"resourceType":"Parameters","parameter":[{"name":"resource","resource":'
+    return head + resource + b"}," + tail.encode() + b"}"
