@@ -1,10 +1,14 @@
-"""The progress bar of send and fetch (services/client/documents.py): shown by default only to a
-person watching stderr, and whenever --progress asks for it."""
+"""send and fetch (services/client/documents.py): the progress bar, shown by default only to a
+person watching stderr, and whenever --progress asks for it; send's de-identification options."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from medrelay.services.cli import app
 from medrelay.services.client import documents
 from medrelay.services.client.render import Output
 
@@ -32,3 +36,17 @@ def test_no_bar_by_default_or_when_refused_off_a_terminal(
 ) -> None:
     moved(show)
     assert capsys.readouterr().err == ""
+
+
+def test_a_case_label_without_deidentify_is_a_usage_error(tmp_path: Path) -> None:
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(b"DICM")
+    result = CliRunner().invoke(
+        app,
+        [
+            "send", str(scan), "-p", "dr-a", "--patient", "urn:oid:1.2.3|42", "--to", "dr-b",
+            "--type", "imaging", "--case", "tumour board",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.output == "medrelay: --case is for a de-identified send: add --deidentify\n"

@@ -260,6 +260,27 @@ def test_a_send_streams_the_header_then_chunks_of_at_most_one_mib(tmp_path: Path
     assert stub.timeout > 30  # the deadline grows with the size
 
 
+def test_a_deidentified_send_asks_for_it_and_is_not_titled_by_its_file_name(
+    tmp_path: Path,
+) -> None:
+    """Files are often named after their patient: the copy's title is what the sender types."""
+    path = tmp_path / "DUPONT_Jeanne_CT.dcm"
+    path.write_bytes(b"DICM")
+    outgoing = Outgoing(
+        practitioner="dr-a",
+        patient=inputs.patient("urn:oid:1.2.250.1.213.1.4.8|1234567890123"),
+        recipients=[inputs.recipient("dr-b")],
+        type=inputs.document_type("imaging"),
+        content_type="application/dicom",
+        deidentify=True,
+        case_label="tumour board",
+    )
+    stub = SendStub()
+    send_file(stub, path, outgoing, timeout=30)  # type: ignore[arg-type]
+    head = stub.messages[0].header
+    assert (head.deidentify, head.case_label, head.title) == (True, "tumour board", "")
+
+
 #: A fetch inside a command's boundary whose stream stops after its first chunk, as a stalled
 #: or slow transfer would; the child prints "ready" once part of the document is on disk.
 _STOPPED_FETCH = f"""
