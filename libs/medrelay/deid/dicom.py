@@ -7,14 +7,16 @@ dicom_profile.json); the modified dates option keeps the intervals between dates
 a colleague reading a follow-up needs, by moving every date of the case by the same number of
 days; the clean pixel data option blacks out text burned into the pixels. The steps:
 
-1. parse the Part 10 file (pydicom); refuse what is not one, what has no SOP Class or SOP
+1. parse the Part 10 file (pydicom); refuse what is not one, what is cut short (pydicom
+   would quietly return the attributes before the cut), what has no SOP Class or SOP
    Instance UID to write a Part 10 file with, and a DICOMDIR (a media directory whose
    records point at each other by byte offsets, not a document);
 2. clean the pixels (medrelay.deid.dicom_pixels), before the attributes that describe them
    change;
 3. apply Table E.1-1 to every attribute, through every sequence
    (medrelay.deid.dicom_attributes, whose docstring says how each action and compound action
-   is carried out: Z for X/Z, D for X/D, Z/D and X/Z/D, U for X/Z/U*);
+   is carried out: Z for X/Z, D for X/D, Z/D and X/Z/D, U for X/Z/U*; and why every date
+   moves, listed or not);
 4. say what was done (PS3.15 E.1.1 and PS3.3 C.7.1.1): Patient Identity Removed YES,
    De-identification Method and its Code Sequence (DCM 113100, 113101, 113107), Longitudinal
    Temporal Information Modified MODIFIED, and Burned In Annotation NO once pixels are clean;

@@ -15,7 +15,8 @@ The actions (PS3.15 E.1.1), as carried out here:
   and the time of day on its own identifies nobody. A value that is not a date cannot be
   moved, so it is emptied; a C on any other VR (Frame Origin Timestamp, OB) is carried out as
   the profile's D.
-- K, and attributes the table does not list: kept, and sequences among them walked.
+- K, and attributes the table does not list: kept, and sequences among them walked; except
+  that a DA or DT value the table does not list moves with the others (below).
 
 Compound actions leave the choice to the de-identifier "as needed for IOD conformance". We do
 not know every IOD's types here, so each takes the one that keeps the attribute a conformant
@@ -28,6 +29,12 @@ Beyond the table, and said in the report each time:
 - a repeating overlay group (60xx) is removed whole: its Overlay Data (60XX,3000) is X, and
   what is left would be an Overlay Plane without its Type 1 data (or, for an overlay in the
   pixels' unused bits, a pointer to bits the pixel cleaning clears), with a free-text label;
+- every other DA and DT value moves by the case's shift too (Instance Creation Date, Structure
+  Set Date, an SR's DATE and DATETIME content items, calibration dates...): the table of the
+  edition we follow lists some dates only, and one real date beside shifted ones gives the
+  shift away, and with it every date of the case. The option asks for dates modified
+  consistently; only the version stamps of a coding or template resource, which date the
+  resource and not the patient's care, are left as they are;
 - group lengths (gggg,0000) are removed: PS3.5 retired them outside group 0002, and once
   attributes change they are wrong;
 - in a big endian file, the words of OW, OF, OL, OD and OV values are swapped, as the copy is
@@ -64,6 +71,11 @@ _CODE_VALUES: Final = frozenset({0x00080100, 0x00080119, 0x00080120})
 _WORD_BYTES: Final = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 #: Timezone Offset From UTC (SH): C keeps it (see the module docstring).
 _TIMEZONE_OFFSET: Final = 0x00080201
+#: DT values that version a coding or template resource (Context Group Version and Local
+#: Version, Template Version and Local Version): not moved (see the module docstring).
+VERSION_STAMPS: Final = frozenset({0x00080106, 0x00080107, 0x0040DB06, 0x0040DB07})
+#: Why a date the table does not list is moved.
+_UNLISTED_DATE: Final = "C (modified dates option): a date the table does not list"
 
 
 def resolve(action: str) -> str:
@@ -137,7 +149,9 @@ class AttributeCleaner:
                 raise DeidentificationError(
                     f"attribute {tag_name(tag)} cannot be read ({type(exc).__name__})"
                 ) from None
-            if rule is None:
+            if rule is None and element.VR in ("DA", "DT") and tag not in VERSION_STAMPS:
+                self._clean_date(element, where, _UNLISTED_DATE)
+            elif rule is None:
                 self._keep(element, where)
             else:
                 self._apply(element, rule, where)

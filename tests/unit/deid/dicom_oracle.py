@@ -10,8 +10,9 @@ can compare them across files and cases.
 
 Where medrelay goes beyond the table, deliberately and as its docstrings say, the oracle
 expects that and nothing looser: repeating overlay groups (60xx) and group lengths (gggg,0000)
-removed whole; the Image Pixel attributes the pixel cleaning rewrites and the de-identification
-marks are checked by the tests themselves.
+removed whole; a date (DA, DT) the table does not list moved like those it lists with C, but
+for the version stamps of coding and template resources; the Image Pixel attributes the pixel
+cleaning rewrites and the de-identification marks are checked by the tests themselves.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ REWRITTEN = frozenset(
     }
 )
 CODE_VALUES = (0x00080100, 0x00080119, 0x00080120)
+#: Context Group Version and Local Version, Template Version and Local Version.
+VERSION_STAMPS = frozenset({0x00080106, 0x00080107, 0x0040DB06, 0x0040DB07})
 _UID_2_25 = re.compile(r"2\.25\.(0|[1-9]\d*)")
 
 
@@ -170,7 +173,11 @@ def _check_items(original: Dataset, copy: Dataset, shift: timedelta, path: str, 
             continue
         if not path and tag in REWRITTEN and not rows:
             continue
-        if not rows:
+        if not rows and element.VR in ("DA", "DT") and tag not in VERSION_STAMPS:
+            problem = "removed" if out is None else _date_outcome(element, out, shift)
+            if problem:
+                v.problems.append(f"{where}: a date not in the table: {problem}")
+        elif not rows:
             _unchanged(element, out, shift, where, v)
         for row in rows:
             _obeys(row, element, out, shift, where, v)

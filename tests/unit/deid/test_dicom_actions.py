@@ -124,12 +124,18 @@ def test_dates_move_by_the_case_shift_and_times_stay() -> None:
     dataset.SeriesDate = "2004.01.19"  # ACR-NEMA's form
     dataset.ContentDate = "20040231"  # no such day: cannot be shifted, so not kept
     dataset.TimezoneOffsetFromUTC = "+0100"
+    dataset.InstanceCreationDate = "20040119"  # not in the table, moved all the same
+    coded = _code("T-1", "x")
+    coded.ContextGroupVersion = "20020904000000"  # dates the coding resource: kept
+    dataset.AnatomicRegionSequence = Sequence([coded])
     shift = CASE.date_shift()
 
     copy, report = _run(dataset)
 
     moved = date(2004, 1, 19) + shift
     assert copy.StudyDate == moved.strftime("%Y%m%d") == copy.SeriesDate
+    assert copy.InstanceCreationDate == moved.strftime("%Y%m%d")
+    assert copy.AnatomicRegionSequence[0].ContextGroupVersion == "20020904000000"
     assert copy.StudyTime == "101112.5"
     assert copy.AcquisitionDateTime == moved.strftime("%Y%m%d") + "101112.123456+0100"
     assert copy.StartAcquisitionDateTime == (date(2004, 1, 1) + shift).strftime("%Y")
@@ -139,6 +145,10 @@ def test_dates_move_by_the_case_shift_and_times_stay() -> None:
     whys = {change.where: (change.action, change.why) for change in report.changes}
     assert whys["(0008,0020) StudyDate"] == ("shifted", "C (modified dates option)")
     assert whys["(0008,0023) ContentDate"][0] == "emptied"
+    assert whys["(0008,0012) InstanceCreationDate"] == (
+        "shifted",
+        "C (modified dates option): a date the table does not list",
+    )
     assert "(0008,0030) StudyTime" not in whys
 
 
