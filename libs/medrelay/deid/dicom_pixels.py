@@ -126,10 +126,20 @@ def _scaled(values: npt.NDArray[Any]) -> Pixels:
     return np.rint(spread).astype(np.uint8)
 
 
+def _colours(indices: npt.NDArray[Any], dataset: Dataset) -> npt.NDArray[Any]:
+    """PALETTE COLOR indices as RGB, through the data set's palette."""
+    try:
+        return np.asarray(apply_color_lut(indices, dataset))
+    except Exception as exc:  # a palette pydicom cannot apply: the input's fault
+        raise DeidentificationError(
+            f"the palette of the pixel data cannot be applied ({type(exc).__name__})"
+        ) from None
+
+
 def _eight_bit(frame: npt.NDArray[Any], image: _Image, dataset: Dataset) -> Pixels:
     """The frame as a person would see it, in 8 bits, for the text finder."""
     if image.photometric == "PALETTE COLOR":
-        return _scaled(np.asarray(apply_color_lut(frame, dataset)))
+        return _scaled(_colours(frame, dataset))
     if image.samples > 1:
         return _scaled(frame)
     gray = _scaled(frame.astype(np.int64) if frame.dtype == np.uint8 else frame)
@@ -145,7 +155,7 @@ def _darkest(frame: npt.NDArray[Any], image: _Image, dataset: Dataset) -> int:
     if image.photometric == "PALETTE COLOR":
         info = np.iinfo(frame.dtype)
         candidates = np.arange(max(info.min, 0), info.max + 1, dtype=frame.dtype)
-        colours = np.asarray(apply_color_lut(candidates, dataset)).astype(np.int64)
+        colours = _colours(candidates, dataset).astype(np.int64)
         return int(candidates[int(np.argmin(colours.sum(axis=-1)))])
     return int(frame.min())
 

@@ -130,3 +130,10 @@ def test_an_instance_without_a_sop_class_is_refused() -> None:
 def test_no_ocr_engine_is_said_as_such_not_hidden() -> None:
     with pytest.raises(TextFinderUnavailable):
         deidentify_dicom(_bytes(_patient_ct()), Case.random(), NoEngine())
+
+
+def test_a_palette_that_cannot_be_applied_is_refused() -> None:
+    dataset = pydicom.dcmread(SAMPLES / "examples_palette.dcm")
+    dataset.PatientName = NAME
+    del dataset.RedPaletteColorLookupTableData
+    assert "palette" in _refusal(_bytes(dataset))
