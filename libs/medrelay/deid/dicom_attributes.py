@@ -2,11 +2,13 @@
 
 The actions (PS3.15 E.1.1), as carried out here:
 - X: removed. Z: kept, emptied (a sequence loses its items).
-- D: a dummy of the same VR (medrelay.deid.dicom_values); a sequence keeps its items, each
-  de-identified in turn, since the table lists what identifies inside them (the Content
-  Sequence of a report, an observer's sequence); except that an item that is a code (Code
-  Value, Long Code Value or URN Code Value) is replaced by one dummy code, as a code in an
-  Institution or Person Identification Code Sequence names the institution or the person.
+- D: a dummy of the same VR (medrelay.deid.dicom_values). A sequence keeps its items, but
+  every value in them, at any depth, becomes a dummy of its VR (UIDs through the case, so
+  references still agree; private attributes removed): the table gives D to sequences whose
+  content identifies as a whole (an institution's or a person's code, a verifying observer,
+  graphic annotations, a report's Content Sequence), and keeping that content cleaned is
+  what the options we do not apply (Clean Structured Content, Clean Graphics) are for. So a
+  structured report's text does not come through; it is not cleaned word by word here.
 - U: the UID replaced by `case.uid(original)`, so that the files of one case still point at
   each other. On a sequence (X/Z/U*) the sequence is kept and walked: the UIDs inside are
   replaced by their own rows.
@@ -66,7 +68,6 @@ _PIXELS: Final = frozenset({PIXEL_DATA, 0x7FE00008, 0x7FE00009})
 #: The order in which a compound action's alternatives are preferred: the one that keeps the
 #: most of the structure an IOD may require, never the one that keeps the most information.
 _PREFERENCE: Final = ("U", "D", "Z", "X")
-_CODE_VALUES: Final = frozenset({0x00080100, 0x00080119, 0x00080120})
 #: How wide a word of each binary VR is, for swapping a big endian file's values.
 _WORD_BYTES: Final = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 #: Timezone Offset From UTC (SH): C keeps it (see the module docstring).
@@ -103,15 +104,6 @@ def _values(value: Any) -> list[Any] | None:
     return list(value) if isinstance(value, list | MultiValue) else None
 
 
-def _dummy_code() -> Dataset:
-    """One code that says nothing, in a private coding scheme ("99" prefix, PS3.16 8.2)."""
-    item = Dataset()
-    item.CodeValue = dicom_values.DUMMY_TEXT
-    item.CodingSchemeDesignator = "99MEDRELAY"
-    item.CodeMeaning = "de-identified"
-    return item
-
-
 class AttributeCleaner:
     """Walks one data set and applies the profile, recording every change in `report`."""
 
@@ -143,18 +135,22 @@ class AttributeCleaner:
                 del dataset[tag]  # before its value is read: it may not even parse
                 self._report.add(where, "removed", reason or (rule.why if rule else ""))
                 continue
-            try:
-                element = dataset[tag]
-            except Exception as exc:  # pydicom's conversion of a raw value: any error
-                raise DeidentificationError(
-                    f"attribute {tag_name(tag)} cannot be read ({type(exc).__name__})"
-                ) from None
+            element = self._element(dataset, tag)
             if rule is None and element.VR in ("DA", "DT") and tag not in VERSION_STAMPS:
                 self._clean_date(element, where, _UNLISTED_DATE)
             elif rule is None:
                 self._keep(element, where)
             else:
                 self._apply(element, rule, where)
+
+    @staticmethod
+    def _element(dataset: Dataset, tag: BaseTag) -> DataElement:
+        try:
+            return dataset[tag]
+        except Exception as exc:  # pydicom's conversion of a raw value: any error
+            raise DeidentificationError(
+                f"attribute {tag_name(tag)} cannot be read ({type(exc).__name__})"
+            ) from None
 
     @staticmethod
     def _removed_outside_the_table(tag: BaseTag) -> str:
@@ -214,12 +210,29 @@ class AttributeCleaner:
             self._report.add(where, "replaced", why)
 
     def _dummy_sequence(self, element: DataElement, where: str, why: str) -> None:
-        items: list[Dataset] = list(element.value)
-        if any(tag in item for item in items for tag in _CODE_VALUES):
-            element.value = Sequence([_dummy_code()])
-            self._report.add(where, "replaced", f"{why}: one dummy code")
-        else:
-            self._walk(element, where)
+        for item in element.value:
+            self._dummy_item(item)
+        self._report.add(where, "replaced", f"{why}: every value inside a dummy")
+
+    def _dummy_item(self, item: Dataset) -> None:
+        """Every value of `item`, and of the items of its sequences, a dummy of its VR."""
+        for tag in list(item.keys()):
+            if self._removed_outside_the_table(tag):
+                del item[tag]
+                continue
+            element = self._element(item, tag)
+            if element.VR == "SQ":
+                for inner in element.value:
+                    self._dummy_item(inner)
+            elif element.is_empty:
+                continue
+            elif element.VR == "UI":
+                values = _values(element.value)
+                uids = [str(element.value)] if values is None else [str(v) for v in values]
+                new = [self._uid(uid) for uid in uids]
+                element.value = new[0] if values is None else new
+            else:
+                element.value = dicom_values.dummy(element.VR, element.value)
 
     def _replace_uid(self, element: DataElement, where: str, why: str) -> None:
         if element.VR == "SQ":

@@ -86,32 +86,58 @@ def test_compound_actions_on_attributes() -> None:
     assert item.ReferencedSOPInstanceUID == CASE.uid("1.2.3.4.5")
 
 
-def test_a_coded_identification_becomes_one_dummy_code() -> None:
+def test_a_sequence_to_dummy_keeps_its_shape_and_nothing_of_its_content() -> None:
     dataset = _sample()
     dataset.InstitutionCodeSequence = Sequence([_code("H-4711", "St Elsewhere")])  # X/Z/D
     operator = Dataset()
     operator.PersonIdentificationCodeSequence = Sequence([_code("E-0042", "Dr Who")])  # D
     operator.InstitutionName = "St Elsewhere"  # X/Z/D
+    operator.InstitutionAddress = "1 Main Street"  # X: inside a dummy, a dummy too
+    operator.add_new(0x00091001, "LO", "private")
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    reference.ReferencedSOPInstanceUID = "1.2.3.4.5"
+    operator.ReferencedImageSequence = Sequence([reference])
     dataset.OperatorIdentificationSequence = Sequence([operator])  # X/D
 
     copy, report = _run(dataset)
 
-    for sequence in (
-        copy.InstitutionCodeSequence,
-        copy.OperatorIdentificationSequence[0].PersonIdentificationCodeSequence,
-    ):
-        assert len(sequence) == 1
-        assert (sequence[0].CodeValue, sequence[0].CodingSchemeDesignator) == (
-            "DEIDENTIFIED",
-            "99MEDRELAY",
-        )
-    assert copy.OperatorIdentificationSequence[0].InstitutionName == dicom_values.DUMMY_TEXT
-    assert "St Elsewhere" not in str(copy) and "E-0042" not in str(copy)
-    places = [change.where for change in report.changes]
-    assert (
-        "(0008,1072) OperatorIdentificationSequence[0] > (0040,1101) "
-        "PersonIdentificationCodeSequence" in places
+    code = copy.InstitutionCodeSequence[0]
+    assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == (
+        (dicom_values.DUMMY_TEXT,) * 3
     )
+    item = copy.OperatorIdentificationSequence[0]
+    assert item.PersonIdentificationCodeSequence[0].CodeValue == dicom_values.DUMMY_TEXT
+    assert item.InstitutionName == item.InstitutionAddress == dicom_values.DUMMY_TEXT
+    assert 0x00091001 not in item
+    assert item.ReferencedImageSequence[0].ReferencedSOPInstanceUID == CASE.uid("1.2.3.4.5")
+    for secret in ("St Elsewhere", "E-0042", "Dr Who", "Main Street", "H-4711"):
+        assert secret not in str(copy)
+    changes = {change.where: change for change in report.changes}
+    assert changes["(0008,1072) OperatorIdentificationSequence"].why == (
+        "X/D (basic profile): every value inside a dummy"
+    )
+
+
+def test_a_reports_content_does_not_come_through() -> None:
+    report = _sample("test-SR.dcm")
+    texts = [item.TextValue for item in _items(report.ContentSequence) if "TextValue" in item]
+    assert texts
+
+    copy, _ = _run(report)
+
+    assert len(copy.ContentSequence) == len(report.ContentSequence)
+    left = [item.TextValue for item in _items(copy.ContentSequence) if "TextValue" in item]
+    assert left and set(left) == {dicom_values.DUMMY_TEXT}
+
+
+def _items(sequence: Sequence) -> list[Dataset]:
+    found: list[Dataset] = []
+    for item in sequence:
+        found.append(item)
+        if "ContentSequence" in item:
+            found += _items(item.ContentSequence)
+    return found
 
 
 def test_dates_move_by_the_case_shift_and_times_stay() -> None:
