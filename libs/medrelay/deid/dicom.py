@@ -9,8 +9,10 @@ days; the clean pixel data option blacks out text burned into the pixels. The st
 
 1. parse the Part 10 file (pydicom); refuse what is not one, what is cut short (pydicom
    would quietly return the attributes before the cut), what has no SOP Class or SOP
-   Instance UID to write a Part 10 file with, and a DICOMDIR (a media directory whose
-   records point at each other by byte offsets, not a document);
+   Instance UID to write a Part 10 file with, a DICOMDIR (a media directory whose records
+   point at each other by byte offsets, not a document), and an encapsulated document (a
+   PDF's or a CDA's text is not DICOM attributes: the table cannot clean it, and the
+   attribute is Type 1, so it cannot go either);
 2. clean the pixels (medrelay.deid.dicom_pixels), before the attributes that describe them
    change;
 3. apply Table E.1-1 to every attribute, through every sequence
@@ -149,6 +151,11 @@ def _refuse_what_is_not_an_instance(dataset: FileDataset) -> None:
         )
     if not sop_class:
         raise DeidentificationError("no SOP Class UID: not a DICOM instance")
+    if "EncapsulatedDocument" in dataset:
+        raise DeidentificationError(
+            "an encapsulated document (0042,0011) holds a document of its own (a PDF, a CDA) "
+            "that DICOM de-identification does not look into: send it de-identified as itself"
+        )
     if not _uid_of(dataset, "SOPInstanceUID", "MediaStorageSOPInstanceUID"):
         raise DeidentificationError("no SOP Instance UID: not a DICOM instance")
 

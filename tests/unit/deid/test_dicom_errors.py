@@ -137,3 +137,10 @@ def test_a_palette_that_cannot_be_applied_is_refused() -> None:
     dataset.PatientName = NAME
     del dataset.RedPaletteColorLookupTableData
     assert "palette" in _refusal(_bytes(dataset))
+
+
+def test_an_encapsulated_document_is_refused() -> None:
+    dataset = _patient_ct()
+    dataset.EncapsulatedDocument = b"%PDF-1.7 Jane Doe, MRN-4481297 "
+    dataset.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    assert "encapsulated document (0042,0011)" in _refusal(_bytes(dataset))
