@@ -665,6 +665,7 @@ def closed_port() -> Iterator[int]:
 INSPECT_VENV = """
 import importlib, importlib.metadata, json, sys
 from medrelay import db, runtime
+from medrelay.deid import dicom_profile
 services = sys.argv[1:]
 for name in services:
     importlib.import_module(f"medrelay.services.{name}.__main__")
@@ -676,6 +677,8 @@ print(json.dumps({
                for m in db.discover_migrations(runtime.migration_packages(name))]
         for name in services if name != "gateway"
     },
+    # PS3.15's table, package data that DICOM de-identification reads at run time.
+    "dicom_profile_rules": len(dicom_profile.profile().exact),
 }))
 """
 
@@ -744,6 +747,7 @@ def test_builder_stage_for_real_gives_a_venv_that_runs_medrelay(
             for p in sorted((ROOT / "services" / name / "migrations").glob("*.sql"))
         ]
         assert migrations == expected, name
+    assert report["dicom_profile_rules"] > 400, "the DICOM profile's table is not in the image"
 
     # The runtime dependencies only, each at the version constraints.txt pins.
     installed = {_normalised(k): v for k, v in report["distributions"].items()}
