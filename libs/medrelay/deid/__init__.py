@@ -21,6 +21,7 @@ from typing import Final
 
 from medrelay.deid.case import Case
 from medrelay.deid.errors import DeidentificationError, TextFinderUnavailable
+from medrelay.deid.faces import FaceFinder, HaarFaceFinder
 from medrelay.deid.ocr import TesseractTextFinder, TextFinder
 from medrelay.deid.report import Change, Report
 
@@ -47,6 +48,7 @@ class Tools:
     """The detectors de-identification runs with; tests and benches may give their own."""
 
     text_finder: TextFinder = field(default_factory=TesseractTextFinder)
+    face_finder: FaceFinder = field(default_factory=HaarFaceFinder)
 
 
 def media_type(content_type: str) -> str:
@@ -80,7 +82,7 @@ def deidentify(
     elif kind in (JPEG, PNG):
         from medrelay.deid.photo import deidentify_photo
 
-        cleaned, report = deidentify_photo(content, kind, tools.text_finder)
+        cleaned, report = deidentify_photo(content, kind, tools.text_finder, tools.face_finder)
     else:
         from medrelay.deid.fhir import deidentify_fhir
 
@@ -92,12 +94,12 @@ def deidentify(
 
 
 __all__ = [
+    "SUPPORTED_TYPES",
     "Case",
     "Change",
     "DeidentificationError",
     "Deidentified",
     "Report",
-    "SUPPORTED_TYPES",
     "TextFinderUnavailable",
     "Tools",
     "deidentify",
