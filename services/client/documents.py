@@ -378,8 +378,7 @@ def inbox(
             when(document.create_time, seconds=False),
             document.id,
             f"{head.practitioner_id} ({document.sender_organization_id})",
-            (head.type.display or head.type.code)
-            + (" (de-identified)" if head.deidentify else ""),
+            (head.type.display or head.type.code) + (" (de-identified)" if head.deidentify else ""),
             size(document.size_bytes),
             state,
         )

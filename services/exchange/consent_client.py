@@ -60,9 +60,9 @@ class ConsentDecisions:
 
         The patient is named by identifier at a send, and by blind index afterwards (exchange
         keeps only the index readable), which consent resolves the same way. A de-identified
-        copy is asked about as one: consent's de-identified policy may widen who may have it. A purpose or data
-        class consent does not know is INVALID_ARGUMENT naming the caller's field: consent's
-        field name with `field_prefix` (e.g. `header.`) before it.
+        copy is asked about as one: consent's de-identified policy may widen who may have it.
+        A purpose or data class consent does not know is INVALID_ARGUMENT naming the caller's
+        field: consent's field name with `field_prefix` (e.g. `header.`) before it.
         """
         try:
             answer = await self._stub.Check(

@@ -1047,9 +1047,7 @@ def test_a_deidentified_copy_goes_outside_the_care_team_where_no_consent_speaks(
 def test_a_deidentified_copy_is_still_denied_where_a_consent_denies() -> None:
     refuses_dr_a = consent(permit(deny(actors=(DR,))))
     question = replace(ask(), deidentified=True)
-    assert decide([refuses_dr_a], question, CARE_TEAM, DeidentifiedPolicy.PERMIT) == denied(
-        "c1/1"
-    )
+    assert decide([refuses_dr_a], question, CARE_TEAM, DeidentifiedPolicy.PERMIT) == denied("c1/1")
     # Another practitioner, whom the consent does not name, may receive the copy.
     other = replace(question, practitioner_id="dr-b")
     assert decide([refuses_dr_a], other, OPT_IN, DeidentifiedPolicy.PERMIT) == permitted("c1/1")
