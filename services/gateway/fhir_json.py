@@ -17,14 +17,14 @@ from aiohttp import web
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from medrelay.json_depth import MAX_DEPTH, exceeds_depth
+
 from .outcome import FhirError, bad_request, too_large
 
 FHIR_JSON: Final = "application/fhir+json"
 #: Media types accepted for a FHIR JSON body.
 JSON_MEDIA_TYPES: Final = frozenset({FHIR_JSON, "application/json"})
 _READ_CHUNK = 256 * 1024
-#: Deeper JSON exhausts fhir.resources' recursion; real resources stay far below.
-MAX_DEPTH: Final = 64
 
 
 async def read_resource(
@@ -99,25 +99,9 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise bad_request("the JSON has a number with more digits than can be read") from None
     if not isinstance(value, dict):
         raise bad_request("the body must be a JSON object (a FHIR resource)")
-    if _depth(value) > MAX_DEPTH:
+    if exceeds_depth(value):
         raise bad_request(f"the JSON is nested deeper than {MAX_DEPTH} levels")
     return value
-
-
-def _depth(value: Any) -> int:
-    """How deeply arrays and objects nest (iteratively: the input is untrusted)."""
-    deepest = 0
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_DEPTH:
-            break
-        if isinstance(item, dict):
-            pending.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            pending.extend((child, depth + 1) for child in item)
-    return deepest
 
 
 class _DuplicateKey(ValueError):

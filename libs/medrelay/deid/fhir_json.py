@@ -20,9 +20,8 @@ from pydantic import ValidationError
 
 from medrelay.deid.errors import DeidentificationError
 from medrelay.deid.fhir_types import RESOURCE, element, resource_model
+from medrelay.json_depth import MAX_DEPTH, exceeds_depth
 
-#: Deeper JSON exhausts fhir.resources' recursion; real resources stay far below.
-MAX_DEPTH: Final = 64
 #: Names shown in messages only when they look like FHIR element names (they are keys the
 #: sender wrote, so anything else could be content).
 _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -54,7 +53,7 @@ def parse(content: bytes) -> dict[str, Any]:
         raise DeidentificationError("FHIR JSON: not a JSON object (a FHIR resource is one)")
     if "resourceType" not in value:
         raise DeidentificationError("FHIR JSON: the object has no resourceType")
-    if _depth(value) > MAX_DEPTH:
+    if exceeds_depth(value):
         raise DeidentificationError(f"FHIR JSON: nested deeper than {MAX_DEPTH} levels")
     _check_resource_types(value)
     problem = invalid_element(value)
@@ -178,22 +177,6 @@ def _problem(error_type: str, kind: str) -> str:
     if error_type == "extra_forbidden":
         return "is not an element of this type in FHIR R4"
     return f"is not a valid {kind}"
-
-
-def _depth(value: Any) -> int:
-    """How deeply arrays and objects nest (iteratively: the input is untrusted)."""
-    deepest = 0
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_DEPTH:
-            break
-        if isinstance(item, dict):
-            pending.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            pending.extend((child, depth + 1) for child in item)
-    return deepest
 
 
 class _DuplicateKey(ValueError):
