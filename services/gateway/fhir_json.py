@@ -17,7 +17,7 @@ from aiohttp import web
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from medrelay.json_depth import MAX_DEPTH, exceeds_depth
+from medrelay.strict_json import StrictJsonError, load_object
 
 from .outcome import FhirError, bad_request, too_large
 
@@ -80,43 +80,12 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
-    """A JSON object; a syntax error names the line and column, never the content."""
+    """A JSON object; a problem is a 400 naming it (a line and column, a property name that
+    looks like an element), never the content."""
     try:
-        # FHIR JSON is UTF-8; json.loads would guess UTF-16 or UTF-32 from a byte order mark.
-        value = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except UnicodeDecodeError:
-        raise bad_request("the body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise bad_request(
-            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except _DuplicateKey as exc:
-        raise bad_request(f"the JSON object has the property {exc.name!r} twice") from None
-    except RecursionError:
-        raise bad_request(f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError:
-        # Python reads no integer of more than 4300 digits (CVE-2020-10735).
-        raise bad_request("the JSON has a number with more digits than can be read") from None
-    if not isinstance(value, dict):
-        raise bad_request("the body must be a JSON object (a FHIR resource)")
-    if exceeds_depth(value):
-        raise bad_request(f"the JSON is nested deeper than {MAX_DEPTH} levels")
-    return value
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name[:64]
-
-
-def _no_duplicate_keys(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
+        return load_object(body)
+    except StrictJsonError as exc:
+        raise bad_request(f"the body {exc}") from None
 
 
 def validate(resource: dict[str, Any], resource_type: str) -> None:

@@ -247,7 +247,7 @@ def test_json_that_is_not_an_object(
     answer = org_a.post(
         url(stack, "/Communication"), data=body, headers=SEND_AS_FHIR, timeout=HTTP_TIMEOUT
     )
-    outcome(answer, 400, "invalid", r"must be a JSON object \(a FHIR resource\)")
+    outcome(answer, 400, "invalid", r"is not a JSON object \(a FHIR resource is one\)")
 
 
 @pytest.mark.parametrize(
@@ -298,7 +298,7 @@ def test_a_duplicate_json_key(stack: GatewayStack, org_a: requests.Session) -> N
         headers=SEND_AS_FHIR,
         timeout=HTTP_TIMEOUT,
     )
-    outcome(answer, 400, "invalid", r"^the JSON object has the property 'status' twice$")
+    outcome(answer, 400, "invalid", r"^the body has an object with the property 'status' twice$")
 
 
 @pytest.mark.parametrize(
@@ -313,7 +313,7 @@ def test_json_nested_10000_deep(stack: GatewayStack, org_a: requests.Session, bo
     answer = org_a.post(
         url(stack, "/Communication"), data=body, headers=SEND_AS_FHIR, timeout=HTTP_TIMEOUT
     )
-    outcome(answer, 400, "invalid", r"^the JSON is nested deeper than 64 levels$")
+    outcome(answer, 400, "invalid", r"^the body is nested deeper than 64 levels$")
 
 
 def test_an_integer_of_5000_digits(stack: GatewayStack, org_a: requests.Session) -> None:

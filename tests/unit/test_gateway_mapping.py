@@ -473,6 +473,8 @@ def test_a_bad_date_search_value_is_a_400_on_date(value: str) -> None:
         (b"{", "not valid JSON"),
         (b"[]", "JSON object"),
         (b'{"a": 1, "a": 2}', "'a' twice"),
+        # A key that is not an element's name could be anything a client typed: not shown.
+        (b'{"Jeanne Dupont": 1, "Jeanne Dupont": 2}', "(a name not shown) twice"),
         (b"\xff\xfe", "UTF-8"),
         (b'{"a":' + b"[" * 100 + b"]" * 100 + b"}", "nested deeper"),
         (b'{"a":' * 70 + b"1" + b"}" * 70, "nested deeper"),

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from medrelay.deid.errors import DeidentificationError
 from medrelay.deid.fhir_types import RESOURCE, element, resource_model
-from medrelay.json_depth import MAX_DEPTH, exceeds_depth
+from medrelay.strict_json import StrictJsonError, load_object
 
 #: Names shown in messages only when they look like FHIR element names (they are keys the
 #: sender wrote, so anything else could be content).
@@ -31,30 +31,11 @@ def parse(content: bytes) -> dict[str, Any]:
     """The resource in `content`: a JSON object whose resourceType is a concrete R4 resource,
     with every nested resource's type known too, and valid for the R4B models."""
     try:
-        # FHIR JSON is UTF-8; json.loads would guess UTF-16 or UTF-32 from a byte order mark.
-        value = json.loads(
-            content.decode("utf-8"), parse_float=Decimal, object_pairs_hook=_no_duplicate_keys
-        )
-    except UnicodeDecodeError:
-        raise DeidentificationError("FHIR JSON: the content is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise DeidentificationError(
-            f"FHIR JSON: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
-    except _DuplicateKey as exc:
-        raise DeidentificationError(
-            f"FHIR JSON: an object has the property {exc.shown} twice"
-        ) from None
-    except RecursionError:
-        raise DeidentificationError(f"FHIR JSON: nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError:  # an integer of more than 4300 digits (CVE-2020-10735)
-        raise DeidentificationError("FHIR JSON: a number has too many digits to read") from None
-    if not isinstance(value, dict):
-        raise DeidentificationError("FHIR JSON: not a JSON object (a FHIR resource is one)")
+        value = load_object(content, parse_float=Decimal)
+    except StrictJsonError as exc:
+        raise DeidentificationError(f"FHIR JSON: the content {exc}") from None
     if "resourceType" not in value:
         raise DeidentificationError("FHIR JSON: the object has no resourceType")
-    if exceeds_depth(value):
-        raise DeidentificationError(f"FHIR JSON: nested deeper than {MAX_DEPTH} levels")
     _check_resource_types(value)
     problem = invalid_element(value)
     if problem:
@@ -177,20 +158,3 @@ def _problem(error_type: str, kind: str) -> str:
     if error_type == "extra_forbidden":
         return "is not an element of this type in FHIR R4"
     return f"is not a valid {kind}"
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.shown = repr(name) if _NAME.fullmatch(name) else "(a name not shown)"
-
-
-def _no_duplicate_keys(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
-    """Refuse a key written twice: parsers disagree on which one counts, so a value the
-    validator never saw could travel on."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
