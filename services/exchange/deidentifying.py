@@ -9,8 +9,9 @@ patient's index and the sender's case label, under a kind of its own: the same p
 label always give the same secret, so a CT series sent slice by slice keeps one Study UID
 and one date shift, while nothing is stored and nothing outside keys can derive it.
 
-De-identification is CPU work (and a Tesseract subprocess per image): at most `concurrency`
-run at once, in threads, so sends of ordinary documents are not starved.
+De-identification is CPU work (and a Tesseract subprocess per image) on a document held whole:
+at most `concurrency` run at once, in threads, from the first byte gathered to the copy made,
+so sends of ordinary documents are not starved and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -65,31 +66,36 @@ class Deidentifier:
 
         INVALID_ARGUMENT naming `content` when it cannot be de-identified, DOCUMENT_TOO_LARGE
         above the de-identification limit, FAILED_PRECONDITION when this deployment has no OCR
-        engine (the pixels could not be cleaned, so nothing is sent).
+        engine or it failed (the pixels could not be cleaned, so nothing is sent).
         """
-        content = bytearray()
-        async for chunk in chunks:
-            if len(content) + len(chunk) > self._max_bytes:
-                raise too_large(self._max_bytes)
-            content += chunk
+        # The turn is taken before the content is gathered: it bounds the memory held by
+        # de-identified sends (concurrency x the limit), not only the CPU. A slow sender holds
+        # its turn no longer than its call's deadline.
         async with self._slots:
+            chunks_held: list[bytes] = []
+            size = 0
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise too_large(self._max_bytes)
+                chunks_held.append(chunk)
+            content = b"".join(chunks_held)
+            chunks_held.clear()
             try:
                 copy = await asyncio.to_thread(
-                    deid.deidentify, bytes(content), content_type, case, self._tools
+                    deid.deidentify, content, content_type, case, self._tools
                 )
             except deid.DeidentificationError as exc:
                 raise invalid_field("content", f"cannot be de-identified: {exc}") from None
             except deid.TextFinderUnavailable:
-                log.error("de-identification refused: no OCR engine installed")
+                log.error("de-identification refused: the OCR engine is missing or failed")
                 raise MedrelayError(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     ErrorReason.ERROR_REASON_INVALID_STATE,
-                    "this deployment cannot look for text burned into images (no OCR engine "
-                    "installed), so it cannot de-identify them; ask its operators",
+                    "this deployment could not look for text burned into the images (its OCR "
+                    "engine is missing or failed), so nothing was sent; ask its operators",
                     {"dependency": "ocr"},
                 ) from None
-            finally:
-                del content[:]
         log.info(
             "content de-identified",
             extra={"kind": copy.report.kind, "changes": copy.report.counts()},

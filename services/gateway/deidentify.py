@@ -65,8 +65,8 @@ async def _deidentify(request: web.Request, resource_type: str) -> web.Response:
         except deid.TextFinderUnavailable:
             raise FhirError(
                 501,
-                "this deployment cannot look for text burned into images (no OCR engine "
-                "installed), so it cannot de-identify them",
+                "this deployment could not look for text burned into the images (its OCR "
+                "engine is missing or failed), so it cannot de-identify them",
                 code="not-supported",
             ) from None
     return web.Response(
