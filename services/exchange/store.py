@@ -287,7 +287,9 @@ class ExchangeStore:
             return f"${len(args)}"
 
         if filters.patient_index is not None:
-            where.append(f"d.patient_index = {arg(filters.patient_index)}")
+            # A de-identified copy is never found by its patient: its recipients would learn
+            # whom it is about.
+            where.append(f"d.patient_index = {arg(filters.patient_index)} AND NOT d.deidentified")
         if filters.type is not None:
             where.append(f"d.type_system = {arg(filters.type[0])}")
             where.append(f"d.type_code = {arg(filters.type[1])}")
@@ -353,13 +355,14 @@ class ExchangeStore:
 
     async def took_part(self, patient_index: str, organization_id: str) -> bool:
         """Whether the organisation sent, or holds or held a delivery of, one of the patient's
-        documents (recalled or expired ones too)."""
+        documents (recalled or expired ones too). Receiving a de-identified copy does not
+        count: its recipients are not told whom it is about."""
         return bool(
             await self._pool.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM documents d WHERE d.patient_index = $1 "
                 "AND d.sealed_header IS NOT NULL AND (d.sender_organization_id = $2 "
-                "OR EXISTS (SELECT 1 FROM deliveries v WHERE v.document_id = d.id "
-                "AND v.organization_id = $2)))",
+                "OR (NOT d.deidentified AND EXISTS (SELECT 1 FROM deliveries v "
+                "WHERE v.document_id = d.id AND v.organization_id = $2))))",
                 patient_index,
                 organization_id,
             )

@@ -19,6 +19,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydicom.data import get_testdata_file
 
 from medrelay.common.v1 import types_pb2
+from medrelay.exchange.v1 import exchange_service_pb2 as pb
 from medrelay.pki import DevPki
 from medrelay.services.consent.model import DefaultPolicy, DeidentifiedPolicy
 from tests.keys.keys_env import KeysEnv
@@ -34,7 +35,7 @@ from .exchange_env import (
     send,
     why,
 )
-from .identity_env import IdentityEnv
+from .identity_env import TIMEOUT, IdentityEnv
 from .test_exchange_service import deny_consent, new_rows, pair, snapshot
 
 FHIR_JSON = "application/fhir+json"
@@ -250,3 +251,35 @@ async def test_a_send_that_cannot_be_deidentified_is_refused_naming_why_and_writ
     assert patient.value not in (error.details() or "")
     assert (await env.table_counts()) == counts
     assert not [r for r in await new_rows(env, len(ledger)) if r["outcome"] == "success"]
+
+
+async def test_a_recipient_cannot_find_whom_a_copy_is_about(
+    care_team_exchange: ExchangeEnv,
+) -> None:
+    """Knowing a patient's identifier must not tell a recipient of a copy that it is theirs:
+    the inbox's patient filter does not find it, and receiving it does not open the patient's
+    access report (whose entries would name it). The sender, who knows, still sees both."""
+    env = care_team_exchange
+    sender, outsider = await pair(env)
+    patient = new_patient()
+    head = deidentified_header(sender, patient, outsider)
+    sent = await send(env.system("org-a"), head, [json.dumps(case_bundle(patient)).encode()])
+    reader = env.system("org-b")
+
+    everything = await reader.ListInbox(
+        pb.ListInboxRequest(practitioner_id=outsider), timeout=TIMEOUT
+    )
+    assert sent.id in {d.id for d in everything.documents}  # it is there...
+    by_patient = await reader.ListInbox(
+        pb.ListInboxRequest(practitioner_id=outsider, patient=patient), timeout=TIMEOUT
+    )
+    assert list(by_patient.documents) == []  # ...but not as this patient's
+
+    report = await reader.ListPatientAccesses(
+        pb.ListPatientAccessesRequest(practitioner_id=outsider, patient=patient), timeout=TIMEOUT
+    )
+    assert list(report.records) == []
+    own = await env.system("org-a").ListPatientAccesses(
+        pb.ListPatientAccessesRequest(practitioner_id=sender, patient=patient), timeout=TIMEOUT
+    )
+    assert sent.id in {r.document_id for r in own.records}
