@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
@@ -33,7 +34,7 @@ from .outcome import FhirError, bad_request
 TYPES: Final = ("Binary", "DocumentReference", "Bundle")
 
 
-def deidentify_for(resource_type: str) -> Any:
+def deidentify_for(resource_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The handler of POST /<resource_type>/$deidentify."""
 
     async def handler(request: web.Request) -> web.Response:
